@@ -1,0 +1,668 @@
+/*
+ * text.c - the engine's views of script text.
+ *
+ * AMSI hosts hand the broker script blocks as raw bytes, most often UTF-16LE. Before matching,
+ * the engine derives several views of a block: the text narrowed to UTF-8, a normalised view that
+ * undoes cheap PowerShell obfuscation (case, backticks, 'Invo'+'ke' concatenations, whitespace),
+ * the base64 runs inside it decoded, and those decoded blobs decompressed when they are raw
+ * deflate, zlib, gzip or xz streams. Each result becomes a child object that is scanned again.
+ *
+ * These functions run on every scanned buffer, so each is a single bounded pass, and each treats
+ * its input as hostile: any bytes at all give a shorter or empty output, never an access outside
+ * the caller's buffers. Nothing here keeps state between calls.
+ */
+#define ZLIB_CONST
+#include "text.h"
+
+#include <limits.h>
+#include <lzma.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+/* How many leading bytes engine__utf16le_detect() looks at. */
+#define TEXT_DETECT_PREFIX 512
+
+/* Runs shorter than this are never reported by engine__base64_next(). */
+#define TEXT_B64_MIN_RUN 8
+
+/* A decompressed stream must yield this many bytes, or end properly, to count as one. */
+#define TEXT_MIN_OUT 16
+
+/* Bounds on the first output allocation of engine__decompress(); it then doubles. */
+#define TEXT_OUT_FIRST_MIN 256
+#define TEXT_OUT_FIRST_MAX (64 * 1024)
+
+/* The xz decoder's memory limit: enough for streams made with xz -9 / -9e (65 MiB). */
+#define TEXT_XZ_MEMLIMIT ((uint64_t)80 << 20)
+
+/*
+ * The base64 class table: 0 for a byte outside the alphabet, else the character's 6-bit value
+ * plus one. The standard (+ /) and URL-safe (- _) alphabets share the table; '=' is not in it.
+ */
+static const uint8_t text_b64[256] = {
+    ['A'] = 1,  ['B'] = 2,  ['C'] = 3,  ['D'] = 4,  ['E'] = 5,  ['F'] = 6,  ['G'] = 7,  ['H'] = 8,
+    ['I'] = 9,  ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14, ['O'] = 15, ['P'] = 16,
+    ['Q'] = 17, ['R'] = 18, ['S'] = 19, ['T'] = 20, ['U'] = 21, ['V'] = 22, ['W'] = 23, ['X'] = 24,
+    ['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28, ['c'] = 29, ['d'] = 30, ['e'] = 31, ['f'] = 32,
+    ['g'] = 33, ['h'] = 34, ['i'] = 35, ['j'] = 36, ['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40,
+    ['o'] = 41, ['p'] = 42, ['q'] = 43, ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48,
+    ['w'] = 49, ['x'] = 50, ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54, ['2'] = 55, ['3'] = 56,
+    ['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['+'] = 63, ['-'] = 63,
+    ['/'] = 64, ['_'] = 64,
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * UTF-16LE
+ * ------------------------------------------------------------------------------------------- */
+
+/*
+ * Looks for the caller's hint, the BOM, or the NUL pattern of mostly-ASCII UTF-16LE in the first
+ * TEXT_DETECT_PREFIX bytes. Can't fail; a NULL buffer is not UTF-16LE.
+ */
+bool engine__utf16le_detect(const uint8_t *p, size_t n, bool hinted)
+{
+    size_t m, i, even, odd;
+    size_t even_nul = 0, odd_nul = 0;
+
+    if (p == NULL || n < 2)
+        return false;
+    if (hinted)
+        return true;
+    if (p[0] == 0xFF && p[1] == 0xFE)
+        return true;
+    if (n < 8)
+        return false;
+
+    m = n < TEXT_DETECT_PREFIX ? n : TEXT_DETECT_PREFIX;
+    for (i = 0; i + 1 < m; i += 2) {
+        even_nul += p[i] == 0;
+        odd_nul += p[i + 1] == 0;
+    }
+    if (m & 1)
+        even_nul += p[m - 1] == 0;
+
+    odd = m / 2;
+    even = m - odd;
+    return odd_nul * 10 >= odd * 9 && even_nul * 10 < even;
+}
+
+/*
+ * Writes code point cp as UTF-8 at out[w], if all of its bytes fit below cap. Returns how many
+ * bytes it wrote, 0 when the sequence does not fit (nothing is written then).
+ */
+static size_t text_put_utf8(uint32_t cp, uint8_t *out, size_t w, size_t cap)
+{
+    size_t len = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+
+    if (cap - w < len)
+        return 0;
+    switch (len) {
+    case 1:
+        out[w] = (uint8_t)cp;
+        break;
+    case 2:
+        out[w] = (uint8_t)(0xC0 | (cp >> 6));
+        out[w + 1] = (uint8_t)(0x80 | (cp & 0x3F));
+        break;
+    case 3:
+        out[w] = (uint8_t)(0xE0 | (cp >> 12));
+        out[w + 1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
+        out[w + 2] = (uint8_t)(0x80 | (cp & 0x3F));
+        break;
+    default:
+        out[w] = (uint8_t)(0xF0 | (cp >> 18));
+        out[w + 1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
+        out[w + 2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
+        out[w + 3] = (uint8_t)(0x80 | (cp & 0x3F));
+        break;
+    }
+    return len;
+}
+
+/*
+ * Converts code units one by one, pairing surrogates, and stops at the first code point whose
+ * UTF-8 form does not fit in what is left of out. Can't fail.
+ */
+size_t engine__utf16le_narrow(const uint8_t *in, size_t n, uint8_t *out, size_t cap)
+{
+    size_t i = 0, w = 0;
+
+    if (in == NULL || out == NULL)
+        return 0;
+    if (n >= 2 && in[0] == 0xFF && in[1] == 0xFE)
+        i = 2;
+
+    while (n - i >= 2) {
+        uint32_t cp = (uint32_t)in[i] | (uint32_t)in[i + 1] << 8;
+        size_t len;
+
+        if (cp < 0x80) {
+            if (w == cap)
+                break;
+            out[w++] = (uint8_t)cp;
+            i += 2;
+            continue;
+        }
+        i += 2;
+        if (cp >= 0xD800 && cp <= 0xDFFF) {
+            uint32_t low = 0;
+
+            if (cp <= 0xDBFF && n - i >= 2)
+                low = (uint32_t)in[i] | (uint32_t)in[i + 1] << 8;
+            if (low >= 0xDC00 && low <= 0xDFFF) {
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+                i += 2;
+            } else {
+                cp = 0xFFFD;
+            }
+        }
+        len = text_put_utf8(cp, out, w, cap);
+        if (len == 0)
+            break;
+        w += len;
+    }
+    return w;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The normalised view
+ * ------------------------------------------------------------------------------------------- */
+
+/* True for the whitespace the normalised view collapses: space, tab, LF, VT, FF, CR. */
+static bool text_is_space(uint8_t c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+/* Folds an ASCII capital to lower case; every other byte is returned as it is. */
+static uint8_t text_lower(uint8_t c)
+{
+    return (c >= 'A' && c <= 'Z') ? (uint8_t)(c | 0x20) : c;
+}
+
+/*
+ * Skips what may separate the pieces of a concatenation: whitespace, and a backtick followed by
+ * whitespace (PowerShell's line continuation). Returns the index of the first other byte, or n.
+ */
+static size_t text_skip_gap(const uint8_t *in, size_t n, size_t i)
+{
+    while (i < n) {
+        if (text_is_space(in[i]))
+            i++;
+        else if (in[i] == '`' && i + 1 < n && text_is_space(in[i + 1]))
+            i += 2;
+        else
+            break;
+    }
+    return i;
+}
+
+/*
+ * Called just after the closing quote of a string piece at in[i - 1]: if what follows is
+ * gap '+' gap and an opening quote (either kind), stores that quote's index in *next and returns
+ * true. Returns false, touching nothing, when the string is not continued.
+ */
+static bool text_join_next(const uint8_t *in, size_t n, size_t i, size_t *next)
+{
+    i = text_skip_gap(in, n, i);
+    if (i == n || in[i] != '+')
+        return false;
+    i = text_skip_gap(in, n, i + 1);
+    if (i == n || (in[i] != '\'' && in[i] != '"'))
+        return false;
+    *next = i;
+    return true;
+}
+
+/*
+ * One pass with two pieces of state: whether we are inside a quoted string (and which quote
+ * opened it, and which one closes the current piece), and whether the last byte written was a
+ * collapsed whitespace run. Each input byte yields at most one output byte, so the view is never
+ * longer than its input. A concatenation is recognised only at a string's closing quote, and the
+ * look-ahead it does covers bytes that hold no quote, so no byte is looked at more than twice.
+ * Output stops when cap is reached; what was written is then a prefix of the full view.
+ * Can't fail.
+ */
+size_t engine__normalize(const uint8_t *in, size_t n, uint8_t *out, size_t cap)
+{
+    size_t i = 0, w = 0, next;
+    uint8_t quote = 0; /* the quote that opened the current string, 0 outside strings */
+    uint8_t close = 0; /* the quote that ends the current piece of that string */
+    bool space = false;
+
+    if (in == NULL || out == NULL)
+        return 0;
+
+    while (i < n && w < cap) {
+        uint8_t c = in[i++];
+        bool escaped = false;
+
+        if (c == '`') {
+            if (i == n)
+                break;
+            c = in[i++];
+            escaped = true;
+        }
+        if (text_is_space(c)) {
+            if (!space)
+                out[w++] = ' ';
+            space = true;
+            continue;
+        }
+        if (!escaped && (c == '\'' || c == '"')) {
+            if (quote == 0) {
+                quote = c;
+                close = c;
+            } else if (c == close) {
+                if (text_join_next(in, n, i, &next)) {
+                    close = in[next];
+                    i = next + 1;
+                    continue;
+                }
+                c = quote;
+                quote = 0;
+            }
+        }
+        out[w++] = text_lower(c);
+        space = false;
+    }
+    return w;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Base64
+ * ------------------------------------------------------------------------------------------- */
+
+/*
+ * The skip-ahead search. Invariant: no run of min_run or more alphabet characters starts in
+ * [*pos, i). If the byte at k = i + min_run - 1 is outside the alphabet, every run starting in
+ * [i, k] would have to contain it, so none does and i jumps to k + 1: on ordinary text most
+ * probes land on punctuation or spaces, and only one byte in min_run is read. If the byte is in
+ * the alphabet, the run holding it is measured backwards (never below i: the byte before i is
+ * outside the alphabet, or i is *pos) and forwards; a long enough run is the answer, a short one
+ * is skipped whole. Every byte is read at most twice. Can't fail.
+ */
+bool engine__base64_next(const uint8_t *p, size_t n, size_t *pos, size_t min_run,
+                         engine__span *span)
+{
+    size_t i;
+
+    if (p == NULL || pos == NULL || span == NULL || *pos >= n)
+        return false;
+    if (min_run < TEXT_B64_MIN_RUN)
+        min_run = TEXT_B64_MIN_RUN;
+
+    i = *pos;
+    while (n - i >= min_run) {
+        size_t k = i + min_run - 1;
+        size_t start, end, pad;
+
+        if (text_b64[p[k]] == 0) {
+            i = k + 1;
+            continue;
+        }
+        start = k;
+        while (start > i && text_b64[p[start - 1]] != 0)
+            start--;
+        end = k + 1;
+        while (end < n && text_b64[p[end]] != 0)
+            end++;
+
+        if (end - start >= min_run) {
+            pad = end;
+            while (pad < n && pad - end < 2 && p[pad] == '=')
+                pad++;
+            span->off = start;
+            span->len = pad - start;
+            *pos = pad;
+            return true;
+        }
+        if (end == n)
+            break;
+        i = end + 1;
+    }
+    return false;
+}
+
+/*
+ * Decodes whole quads directly while they fit, then finishes bit by bit: a final group of two or
+ * three characters yields one or two bytes, a lone character none. Stops at the first byte
+ * outside the alphabet (which includes '=') or when cap is reached. Can't fail.
+ */
+size_t engine__base64_decode(const uint8_t *in, size_t n, uint8_t *out, size_t cap)
+{
+    size_t i = 0, w = 0;
+    uint32_t acc = 0;
+    unsigned bits = 0;
+
+    if (in == NULL || out == NULL)
+        return 0;
+
+    while (n - i >= 4 && cap - w >= 3) {
+        uint32_t a = text_b64[in[i]], b = text_b64[in[i + 1]];
+        uint32_t c = text_b64[in[i + 2]], d = text_b64[in[i + 3]];
+        uint32_t v;
+
+        if (a == 0 || b == 0 || c == 0 || d == 0)
+            break;
+        v = (a - 1) << 18 | (b - 1) << 12 | (c - 1) << 6 | (d - 1);
+        out[w] = (uint8_t)(v >> 16);
+        out[w + 1] = (uint8_t)(v >> 8);
+        out[w + 2] = (uint8_t)v;
+        i += 4;
+        w += 3;
+    }
+
+    while (i < n && w < cap) {
+        uint32_t v = text_b64[in[i++]];
+
+        if (v == 0)
+            break;
+        acc = ((acc << 6) | (v - 1)) & 0x3FFF;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[w++] = (uint8_t)(acc >> bits);
+        }
+    }
+    return w;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Decompression
+ * ------------------------------------------------------------------------------------------- */
+
+/* Maps a codec to its name in object paths; an unknown value gives "". Can't fail. */
+const char *engine__codec_name(engine__codec codec)
+{
+    switch (codec) {
+    case ENGINE__CODEC_DEFLATE:
+        return "deflate";
+    case ENGINE__CODEC_ZLIB:
+        return "zlib";
+    case ENGINE__CODEC_GZIP:
+        return "gzip";
+    case ENGINE__CODEC_XZ:
+        return "xz";
+    case ENGINE__CODEC_NONE:
+        break;
+    }
+    return "";
+}
+
+/* How a decoding attempt stopped. */
+typedef enum text_stop {
+    TEXT_STOP_END,   /* the stream ended properly */
+    TEXT_STOP_INPUT, /* the input ran out before the stream's end */
+    TEXT_STOP_FULL,  /* the output reached its hard limit */
+    TEXT_STOP_ERROR, /* the decoder found bad data or an unsupported option */
+    TEXT_STOP_NOMEM, /* an allocation failed */
+} text_stop;
+
+/*
+ * The growing output of one decoding attempt. hard is one more than the most the caller may get
+ * (and at least TEXT_MIN_OUT + 1), so filling it proves the output goes on past max_out.
+ */
+typedef struct text_out {
+    uint8_t *buf;
+    size_t len;
+    size_t cap;
+    size_t first;
+    size_t hard;
+} text_out;
+
+/* Grows o's buffer geometrically, never past o->hard. Returns 0, or -1 when memory ran out. */
+static int text_out_grow(text_out *o)
+{
+    size_t cap;
+    uint8_t *buf;
+
+    if (o->cap == 0)
+        cap = o->first;
+    else if (o->cap > o->hard / 2)
+        cap = o->hard;
+    else
+        cap = o->cap * 2;
+    buf = realloc(o->buf, cap);
+    if (buf == NULL)
+        return -1;
+    o->buf = buf;
+    o->cap = cap;
+    return 0;
+}
+
+/*
+ * Makes room for more output, growing the buffer when it is full. Returns true when there is
+ * room; otherwise stores TEXT_STOP_FULL (at the hard limit) or TEXT_STOP_NOMEM in *stop.
+ */
+static bool text_out_room(text_out *o, text_stop *stop)
+{
+    if (o->len < o->cap)
+        return true;
+    if (o->cap == o->hard)
+        *stop = TEXT_STOP_FULL;
+    else if (text_out_grow(o) == 0)
+        return true;
+    else
+        *stop = TEXT_STOP_NOMEM;
+    return false;
+}
+
+/*
+ * Inflates in[0..n) into o with zlib's windowBits (-15 raw, 15 zlib, 31 gzip). Feeds input in
+ * pieces zlib's 32-bit counters can hold. Sets *all_in when every input byte was consumed.
+ * Returns how it stopped; never fails otherwise.
+ */
+static text_stop text_inflate(const uint8_t *in, size_t n, int window_bits, text_out *o,
+                              bool *all_in)
+{
+    z_stream zs;
+    size_t left = n;
+    text_stop stop;
+    int rc;
+
+    memset(&zs, 0, sizeof zs);
+    rc = inflateInit2(&zs, window_bits);
+    if (rc != Z_OK)
+        return rc == Z_MEM_ERROR ? TEXT_STOP_NOMEM : TEXT_STOP_ERROR;
+    zs.next_in = in;
+
+    for (;;) {
+        size_t room;
+
+        if (zs.avail_in == 0 && left > 0) {
+            zs.avail_in = left > UINT_MAX ? UINT_MAX : (uInt)left;
+            left -= zs.avail_in;
+        }
+        if (!text_out_room(o, &stop))
+            break;
+        room = o->cap - o->len;
+        zs.next_out = o->buf + o->len;
+        zs.avail_out = room > UINT_MAX ? UINT_MAX : (uInt)room;
+
+        rc = inflate(&zs, Z_NO_FLUSH);
+        o->len = (size_t)(zs.next_out - o->buf);
+
+        if (rc == Z_STREAM_END) {
+            stop = TEXT_STOP_END;
+            break;
+        }
+        /* Z_BUF_ERROR means no progress: with output room given, the input is used up. */
+        if (rc == Z_BUF_ERROR ||
+            (rc == Z_OK && zs.avail_out > 0 && zs.avail_in == 0 && left == 0)) {
+            stop = TEXT_STOP_INPUT;
+            break;
+        }
+        if (rc == Z_OK)
+            continue;
+        stop = rc == Z_MEM_ERROR ? TEXT_STOP_NOMEM : TEXT_STOP_ERROR;
+        break;
+    }
+    *all_in = zs.avail_in == 0 && left == 0;
+    inflateEnd(&zs);
+    return stop;
+}
+
+/*
+ * Decodes the single .xz stream in in[0..n) into o with liblzma, under TEXT_XZ_MEMLIMIT. Sets
+ * *all_in when every input byte was consumed. Returns how it stopped; never fails otherwise.
+ */
+static text_stop text_unxz(const uint8_t *in, size_t n, text_out *o, bool *all_in)
+{
+    lzma_stream xs = LZMA_STREAM_INIT;
+    text_stop stop;
+    lzma_ret rc;
+
+    rc = lzma_stream_decoder(&xs, TEXT_XZ_MEMLIMIT, 0);
+    if (rc != LZMA_OK)
+        return rc == LZMA_MEM_ERROR ? TEXT_STOP_NOMEM : TEXT_STOP_ERROR;
+    xs.next_in = in;
+    xs.avail_in = n;
+
+    for (;;) {
+        if (!text_out_room(o, &stop))
+            break;
+        xs.next_out = o->buf + o->len;
+        xs.avail_out = o->cap - o->len;
+
+        rc = lzma_code(&xs, LZMA_FINISH);
+        o->len = (size_t)(xs.next_out - o->buf);
+
+        if (rc == LZMA_OK)
+            continue;
+        if (rc == LZMA_STREAM_END)
+            stop = TEXT_STOP_END;
+        else if (rc == LZMA_BUF_ERROR)
+            stop = TEXT_STOP_INPUT;
+        else if (rc == LZMA_MEM_ERROR)
+            stop = TEXT_STOP_NOMEM;
+        else
+            stop = TEXT_STOP_ERROR;
+        break;
+    }
+    *all_in = xs.avail_in == 0;
+    lzma_end(&xs);
+    return stop;
+}
+
+/* True if in[0..n) starts with a zlib header we can decode: deflate, window <= 32K, no dict. */
+static bool text_is_zlib(const uint8_t *in, size_t n)
+{
+    if (n < 2)
+        return false;
+    return (in[0] & 0x0F) == 8 && (in[0] >> 4) <= 7 && (in[1] & 0x20) == 0 &&
+           ((unsigned)in[0] << 8 | in[1]) % 31 == 0;
+}
+
+/*
+ * Judges one attempt: 0 if it is a stream of its format, -1 if not, -2 if memory ran out. A
+ * stream must give TEXT_MIN_OUT bytes before any error or the end of the input, or end properly
+ * with some output. Raw deflate has no magic and no checksum, and random bytes inflate to a few
+ * dozen bytes before an error about one time in fifty, so for it the bar is higher: any error
+ * rejects it, and a short stream must also have used all the input.
+ */
+static int text_judge(text_stop stop, size_t len, bool raw, bool all_in)
+{
+    switch (stop) {
+    case TEXT_STOP_NOMEM:
+        return -2;
+    case TEXT_STOP_FULL:
+        return 0;
+    case TEXT_STOP_END:
+        if (len == 0 || (raw && len < TEXT_MIN_OUT && !all_in))
+            return -1;
+        return 0;
+    case TEXT_STOP_ERROR:
+        if (raw)
+            return -1;
+        break;
+    case TEXT_STOP_INPUT:
+        break;
+    }
+    return len >= TEXT_MIN_OUT ? 0 : -1;
+}
+
+/*
+ * Picks the format by magic (xz, gzip), then by header (zlib, falling back to raw deflate when
+ * that fails), else raw deflate, and decodes into a buffer that doubles from a size guessed from
+ * n up to hard = max(max_out, TEXT_MIN_OUT) + 1 bytes, so no more than that is ever allocated or
+ * produced, and a stream is checked for TEXT_MIN_OUT bytes even when max_out is smaller. Output
+ * past max_out is dropped and *truncated set; with max_out 0 a stream is still recognised, and
+ * the call succeeds with *out NULL and *truncated set. A stream cut short gives what it holds; so
+ * does a zlib, gzip or xz stream that breaks after TEXT_MIN_OUT bytes (a bad checksum, say). A
+ * stream that ends properly with no output at all counts as none. Returns 0, -1 (not a stream of
+ * these formats, or bad arguments) or -2 (out of memory); on failure *out is NULL.
+ */
+int engine__decompress(const uint8_t *in, size_t n, size_t max_out, uint8_t **out, size_t *out_len,
+                       engine__codec *codec, bool *truncated)
+{
+    static const uint8_t xz_magic[6] = {0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00};
+    text_out o = {0};
+    engine__codec kind;
+    text_stop stop;
+    bool all_in = false;
+    size_t len;
+    int rc;
+
+    if (out == NULL || out_len == NULL || codec == NULL || truncated == NULL)
+        return -1;
+    *out = NULL;
+    *out_len = 0;
+    *codec = ENGINE__CODEC_NONE;
+    *truncated = false;
+    if (in == NULL || n == 0)
+        return -1;
+
+    if (max_out < TEXT_MIN_OUT)
+        o.hard = TEXT_MIN_OUT + 1;
+    else
+        o.hard = max_out == SIZE_MAX ? SIZE_MAX : max_out + 1;
+    o.first = n > TEXT_OUT_FIRST_MAX / 4 ? TEXT_OUT_FIRST_MAX : n * 4;
+    if (o.first < TEXT_OUT_FIRST_MIN)
+        o.first = TEXT_OUT_FIRST_MIN;
+    if (o.first > o.hard)
+        o.first = o.hard;
+
+    if (n >= sizeof xz_magic && memcmp(in, xz_magic, sizeof xz_magic) == 0) {
+        kind = ENGINE__CODEC_XZ;
+        stop = text_unxz(in, n, &o, &all_in);
+    } else if (n >= 2 && in[0] == 0x1F && in[1] == 0x8B) {
+        kind = ENGINE__CODEC_GZIP;
+        stop = text_inflate(in, n, 31, &o, &all_in);
+    } else if (text_is_zlib(in, n)) {
+        kind = ENGINE__CODEC_ZLIB;
+        stop = text_inflate(in, n, 15, &o, &all_in);
+        if (text_judge(stop, o.len, false, all_in) == -1) {
+            kind = ENGINE__CODEC_DEFLATE;
+            o.len = 0;
+            stop = text_inflate(in, n, -15, &o, &all_in);
+        }
+    } else {
+        kind = ENGINE__CODEC_DEFLATE;
+        stop = text_inflate(in, n, -15, &o, &all_in);
+    }
+
+    rc = text_judge(stop, o.len, kind == ENGINE__CODEC_DEFLATE, all_in);
+    if (rc != 0) {
+        free(o.buf);
+        return rc;
+    }
+
+    len = o.len < max_out ? o.len : max_out;
+    *codec = kind;
+    *truncated = o.len > max_out;
+    if (len == 0) {
+        free(o.buf);
+        return 0;
+    }
+    if (o.cap - len > TEXT_OUT_FIRST_MAX) {
+        uint8_t *fit = realloc(o.buf, len);
+
+        if (fit != NULL)
+            o.buf = fit;
+    }
+    *out = o.buf;
+    *out_len = len;
+    return 0;
+}
