@@ -511,15 +511,15 @@ static int hex_seq(parser *ps, sbuf *b, hexinfo *info, int depth)
     for (;;) {
         hex_skip(ps);
         if (ps->p >= ps->end)
-            return FAIL(ps, "unterminated hex string");
+            return fail_at(ps, ps->line, "unterminated hex string");
         char c = *ps->p;
         if (c == '}' || c == ')' || c == '|') {
             if (depth == 0 && c != '}')
-                return FAIL(ps, "unexpected '%c' in hex string", c);
+                return fail_at(ps, ps->line, "unexpected '%c' in hex string", c);
             if (depth > 0 && c == '}')
-                return FAIL(ps, "unterminated alternative in hex string");
+                return fail_at(ps, ps->line, "unterminated alternative in hex string");
             if (tokens == 0)
-                return FAIL(ps, "empty hex string or alternative");
+                return fail_at(ps, ps->line, "empty hex string or alternative");
             return 0;
         }
         tokens++;
@@ -538,10 +538,11 @@ static int hex_seq(parser *ps, sbuf *b, hexinfo *info, int depth)
             }
             hex_skip(ps);
             if (ps->p >= ps->end || *ps->p != ']' || lo < 0 || hi == -2 || (!range && hi < 0))
-                return FAIL(ps, "malformed jump in hex string");
+                return fail_at(ps, ps->line, "malformed jump in hex string");
             ps->p++;
             if (hi >= 0 && hi < lo)
-                return FAIL(ps, "jump [%ld-%ld]: lower bound above upper bound", lo, hi);
+                return fail_at(ps, ps->line, "jump [%ld-%ld]: lower bound above upper bound", lo,
+                               hi);
             if (hi < 0)
                 sb_printf(b, ".{%ld,}", lo);
             else if (hi == lo)
@@ -554,7 +555,7 @@ static int hex_seq(parser *ps, sbuf *b, hexinfo *info, int depth)
             info->has_wild = true;
         } else if (c == '(') {
             if (depth >= MAX_HEX_ALT_DEPTH)
-                return FAIL(ps, "alternatives nested too deeply in hex string");
+                return fail_at(ps, ps->line, "alternatives nested too deeply in hex string");
             ps->p++;
             sb_add(b, "(?:", 3);
             size_t alts = 0, amin = SIZE_MAX;
@@ -587,13 +588,13 @@ static int hex_seq(parser *ps, sbuf *b, hexinfo *info, int depth)
             info->has_wild = true;
         } else {
             if (c == '~')
-                return FAIL(ps, "'~' (not) in hex strings is not supported");
+                return fail_at(ps, ps->line, "'~' (not) in hex strings is not supported");
             if (ps->p + 1 >= ps->end)
-                return FAIL(ps, "unterminated hex string");
+                return fail_at(ps, ps->line, "unterminated hex string");
             char c2 = ps->p[1];
             int hi = hexval(c), lo = hexval(c2);
             if ((hi < 0 && c != '?') || (lo < 0 && c2 != '?'))
-                return FAIL(ps, "invalid hex digit '%c%c' in hex string", c, c2);
+                return fail_at(ps, ps->line, "invalid hex digit '%c%c' in hex string", c, c2);
             ps->p += 2;
             if (hi >= 0 && lo >= 0) {
                 sb_printf(b, "\\x%02x", hi * 16 + lo);
@@ -981,7 +982,7 @@ static int parse_string_set(parser *ps, uint32_t **set, uint32_t *nset)
 }
 
 /* Rejects constructs outside the subset with a precise reason. */
-static int reject_unsupported(parser *ps)
+static int reject_unsupported(parser *ps, bool trailing)
 {
     char b[64];
     const char *t = tok_text(ps, b, sizeof(b));
@@ -1004,6 +1005,8 @@ static int reject_unsupported(parser *ps)
             return FAIL(ps, "integer functions ('%s') are not supported", t);
         if (ps->set->nrules > 0 && tok_is(ps, cur_rule(ps)->name))
             return FAIL(ps, "a rule cannot refer to itself");
+        if (trailing)
+            break;
         for (size_t i = 0; i + 1 < ps->set->nrules; i++)
             if (tok_is(ps, ps->set->rules[i].name))
                 return FAIL(ps, "rule references ('%s') are not supported", t);
@@ -1015,6 +1018,8 @@ static int reject_unsupported(parser *ps)
     default:
         break;
     }
+    if (trailing)
+        return FAIL(ps, "unexpected '%s' after the condition; expected '}'", t);
     return FAIL(ps, "unexpected '%s' in condition", t);
 }
 
@@ -1040,9 +1045,9 @@ static int parse_int_operand(parser *ps, uint32_t *out)
     if (add_node(ps, &n, out) || next(ps))
         return ps->err;
     if (ps->tok.kind == T_PUNCT && ps->tok.len == 1 && strchr("+-*\\%&|^~", ps->tok.start[0]))
-        return reject_unsupported(ps);
+        return reject_unsupported(ps, false);
     if (tok_is(ps, "at") || tok_is(ps, "in"))
-        return reject_unsupported(ps);
+        return reject_unsupported(ps, false);
     return 1;
 }
 
@@ -1094,7 +1099,7 @@ static int parse_primary(parser *ps, uint32_t *out)
         if (add_node(ps, &n, out) || next(ps))
             return ps->err;
         if (tok_is(ps, "at") || tok_is(ps, "in"))
-            return reject_unsupported(ps);
+            return reject_unsupported(ps, false);
         return 0;
     }
     /* N of / any of / all of / none of */
@@ -1116,7 +1121,7 @@ static int parse_primary(parser *ps, uint32_t *out)
                 return ps->err;
             if (tok_is(ps, "in") || tok_is(ps, "at")) {
                 free(n.set);
-                return reject_unsupported(ps);
+                return reject_unsupported(ps, false);
             }
             /* none of: exactly zero hits, expressed as not (1 of set). */
             if (none) {
@@ -1146,7 +1151,7 @@ static int parse_primary(parser *ps, uint32_t *out)
         return parse_comparison(ps, left, out);
     if (ps->tok.kind == T_EOF || tok_punct(ps, '}'))
         return FAIL(ps, "incomplete condition");
-    return reject_unsupported(ps);
+    return reject_unsupported(ps, false);
 }
 
 static int parse_not(parser *ps, uint32_t *out)
@@ -1342,9 +1347,9 @@ static int parse_rule(parser *ps)
     if (next(ps) || expect_punct(ps, ':', "after 'condition'") || parse_expr(ps, &r->root))
         return ps->err;
     if (!tok_punct(ps, '}')) {
-        if (ps->tok.kind == T_CMP || ps->tok.kind == T_PUNCT || ps->tok.kind == T_IDENT)
-            return reject_unsupported(ps);
-        return FAIL(ps, "expected '}' to close the rule");
+        if (ps->tok.kind == T_EOF)
+            return FAIL(ps, "expected '}' to close the rule");
+        return reject_unsupported(ps, true);
     }
     r = cur_rule(ps);
     if (r->nstrings > 0) {

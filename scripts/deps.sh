@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages amsi-broker needs to build, run and test (Debian 12, as root or
+# with sudo). Does nothing when they are all present already.
+set -euo pipefail
+
+packages=(
+    build-essential cmake pkg-config
+    libhyperscan-dev zlib1g-dev liblzma-dev libssl-dev libinih-dev
+    # tests and checks
+    libcmocka-dev libyara-dev clang-format
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+echo "deps: installing ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
