@@ -35,6 +35,7 @@ struct engine_scratch {
     size_t cap_strings;
     uint32_t *rule_mark; /* == view_epoch: evaluated in this view */
     uint32_t *rule_done; /* == req_epoch: already reported in this request */
+    uint32_t *matched;   /* rules that hold in the current view */
     size_t cap_rules;
     uint32_t view_epoch;
     uint32_t req_epoch;
@@ -62,15 +63,19 @@ static int scratch_prepare(engine_scratch *s, const engine_rules *rules)
     if (nr > s->cap_rules) {
         uint32_t *m = calloc(nr, sizeof(uint32_t));
         uint32_t *d = calloc(nr, sizeof(uint32_t));
-        if (m == NULL || d == NULL) {
+        uint32_t *x = malloc(nr * sizeof(uint32_t));
+        if (m == NULL || d == NULL || x == NULL) {
             free(m);
             free(d);
+            free(x);
             return ENGINE_ENOMEM;
         }
         free(s->rule_mark);
         free(s->rule_done);
+        free(s->matched);
         s->rule_mark = m;
         s->rule_done = d;
+        s->matched = x;
         s->cap_rules = nr;
         s->view_epoch = s->req_epoch = 0;
     }
@@ -112,6 +117,7 @@ void engine_scratch_destroy(engine_scratch *s)
     free(s->touched);
     free(s->rule_mark);
     free(s->rule_done);
+    free(s->matched);
     free(s);
 }
 
@@ -385,36 +391,51 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Evaluates rule r once per view; reports it once per request. Returns 0 or ENGINE_ENOMEM. */
-static int eval_rule(const engine_rules *rules, engine_scratch *s, uint32_t r, const uint32_t *hits,
-                     uint64_t size, engine_result *res, const object *o, engine_view view)
+/* True when rule r holds and has not been reported in this request; marks it evaluated. */
+static bool eval_rule(const engine_rules *rules, engine_scratch *s, uint32_t r,
+                      const uint32_t *hits, uint64_t size, engine_view view)
 {
     if (s->rule_mark[r] == s->view_epoch || s->rule_done[r] == s->req_epoch)
-        return 0;
+        return false;
     s->rule_mark[r] = s->view_epoch;
     const engine__rule *rule = &rules->set.rules[r];
     if (view == ENGINE_VIEW_NORMALIZED && !rule->normalized)
-        return 0;
+        return false;
     if (!engine__rule_eval(&rules->set, rule, hits, size))
-        return 0;
+        return false;
     s->rule_done[r] = s->req_epoch;
-    return result_add(res, rules, r, o, view);
+    return true;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
 }
 
 /*
- * Evaluates the rules a view's hits can affect plus the always-evaluated ones, then resets the
- * touched counts. Returns 0 or ENGINE_ENOMEM.
+ * Evaluates the rules a view's hits can affect plus the always-evaluated ones, and reports the
+ * ones that hold in rule order. Returns 0 or ENGINE_ENOMEM.
  */
-static int evaluate(const engine_rules *rules, engine_scratch *s, uint32_t *hits,
+static int evaluate(const engine_rules *rules, engine_scratch *s, const uint32_t *hits,
                     const uint32_t *touched, size_t ntouched, uint64_t size, engine_result *res,
                     const object *o, engine_view view)
 {
     next_epoch(&s->view_epoch, s->rule_mark, s->cap_rules);
+    size_t n = 0;
+    for (size_t i = 0; i < ntouched; i++) {
+        uint32_t r = rules->set.strings[touched[i]].rule;
+        if (eval_rule(rules, s, r, hits, size, view))
+            s->matched[n++] = r;
+    }
+    for (size_t i = 0; i < rules->nalways; i++)
+        if (eval_rule(rules, s, rules->always_eval[i], hits, size, view))
+            s->matched[n++] = rules->always_eval[i];
+    if (n > 1)
+        qsort(s->matched, n, sizeof(uint32_t), cmp_u32);
     int rc = 0;
-    for (size_t i = 0; i < ntouched && rc == 0; i++)
-        rc = eval_rule(rules, s, rules->set.strings[touched[i]].rule, hits, size, res, o, view);
-    for (size_t i = 0; i < rules->nalways && rc == 0; i++)
-        rc = eval_rule(rules, s, rules->always_eval[i], hits, size, res, o, view);
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = result_add(res, rules, s->matched[i], o, view);
     return rc;
 }
 
