@@ -216,19 +216,16 @@ static bool text_join_next(const uint8_t *in, size_t n, size_t i, size_t *next)
 }
 
 /*
- * One pass with two pieces of state: whether we are inside a quoted string (and which quote
- * opened it, and which one closes the current piece), and whether the last byte written was a
- * collapsed whitespace run. Each input byte yields at most one output byte, so the view is never
- * longer than its input. A concatenation is recognised only at a string's closing quote, and the
- * look-ahead it does covers bytes that hold no quote, so no byte is looked at more than twice.
- * Output stops when cap is reached; what was written is then a prefix of the full view.
- * Can't fail.
+ * One pass. A concatenation is recognised without tracking strings: a quote followed by
+ * gap '+' gap and another quote is dropped together with them, so 'Invo'+'ke' becomes 'invoke'
+ * and "a" + 'b' becomes "ab'. Tracking which quotes open strings would be fooled by a quote in a
+ * comment (# don't) and stop all joining after it; the local rule cannot be. Each input byte
+ * yields at most one output byte, so the view is never longer than its input. Output stops when
+ * cap is reached; what was written is then a prefix of the full view. Can't fail.
  */
 size_t engine__normalize(const uint8_t *in, size_t n, uint8_t *out, size_t cap)
 {
     size_t i = 0, w = 0, next;
-    uint8_t quote = 0; /* the quote that opened the current string, 0 outside strings */
-    uint8_t close = 0; /* the quote that ends the current piece of that string */
     bool space = false;
 
     if (in == NULL || out == NULL)
@@ -250,19 +247,9 @@ size_t engine__normalize(const uint8_t *in, size_t n, uint8_t *out, size_t cap)
             space = true;
             continue;
         }
-        if (!escaped && (c == '\'' || c == '"')) {
-            if (quote == 0) {
-                quote = c;
-                close = c;
-            } else if (c == close) {
-                if (text_join_next(in, n, i, &next)) {
-                    close = in[next];
-                    i = next + 1;
-                    continue;
-                }
-                c = quote;
-                quote = 0;
-            }
+        if (!escaped && (c == '\'' || c == '"') && text_join_next(in, n, i, &next)) {
+            i = next + 1;
+            continue;
         }
         out[w++] = text_lower(c);
         space = false;

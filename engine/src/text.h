@@ -34,8 +34,9 @@ size_t engine__utf16le_narrow(const uint8_t *in, size_t n, uint8_t *out, size_t 
  *  - ASCII letters folded to lower case (other bytes unchanged);
  *  - PowerShell backtick escapes removed: "`" followed by a character keeps the character
  *    (so I`nv`oke becomes invoke); a backtick at the end is dropped;
- *  - quoted string concatenations joined: 'ab'+'cd' and "ab" + "cd" (spaces around + allowed)
- *    become 'abcd' / "abcd" (the quotes of the joined run are kept once at each end);
+ *  - quoted string concatenations joined: a quote, optional whitespace, '+', optional
+ *    whitespace and a quote are dropped together, so 'ab'+'cd' becomes 'abcd' and "ab" + 'cd'
+ *    becomes "abcd' (no string tracking, so a stray quote in a comment changes nothing);
  *  - every run of whitespace (space, tab, CR, LF, VT, FF) becomes one space.
  * Writes at most cap bytes (the output is never longer than the input, so cap = n suffices).
  * Returns the number of bytes written. Can't fail.

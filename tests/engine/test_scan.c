@@ -234,6 +234,7 @@ static void test_normalized_only_when_asked(void **state)
     EXPECT(r, &cfg, "I`nv`oke-Ex`pression", "norm");
     EXPECT(r, &cfg, "('Invo'+'ke-Exp' + \"ression\")", "norm");
     EXPECT(r, &cfg, "INVOKE-EXPRESSION", "norm");
+    EXPECT(r, &cfg, "# don't\n& ('Invo'+'ke-Exp' + 'ression')", "norm");
     /* The first view that detects ends the scan: the raw view reports only the exact rule. */
     EXPECT(r, &cfg, "Invoke-Expression", "exact");
     EXPECT(r, &cfg, "IEX   (New-Object", "norm_meta");

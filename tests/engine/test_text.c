@@ -602,9 +602,11 @@ static void test_normalize_concat(void **state)
     check_normalize("\"ab\" + \"cd\"", "\"abcd\"");
     check_normalize("'a'  +  'b'+'c'", "'abc'");
     check_normalize("&('Invo'+'ke-Expr'+'ession') $x", "&('invoke-expression') $x");
-    /* Mixed quote kinds join too; the run keeps its first quote at both ends. */
-    check_normalize("('Invo'+'ke'+ \"-Expr\" )", "('invoke-expr' )");
-    check_normalize("\"x'y\"+'z'", "\"x'yz\"");
+    /* Mixed quote kinds join too; each quote + quote junction is dropped as it is. */
+    check_normalize("('Invo'+'ke'+ \"-Expr\" )", "('invoke-expr\" )");
+    /* A stray quote (in a comment) does not stop later joins. */
+    check_normalize("# don't\n'a'+'b'", "# don't 'ab'");
+    check_normalize("\"x'y\"+'z'", "\"x'yz'");
     /* Gaps may hold tabs, newlines and line continuations. */
     check_normalize("'a'\t+\r\n'b'", "'ab'");
     check_normalize("'a' `\n+ `\n 'b'", "'ab'");
@@ -647,7 +649,7 @@ static void test_normalize_case_and_space(void **state)
 static void test_normalize_cap(void **state)
 {
     static const char in[] = "  I`nv`OKE  ('Invo' + 'ke'+\"-Ex\")\t\t`\n|  Out-Null ";
-    static const char want[] = " invoke ('invoke-ex') | out-null ";
+    static const char want[] = " invoke ('invoke-ex\") | out-null ";
     size_t n = sizeof in - 1, wn = sizeof want - 1, cap;
 
     (void)state;
