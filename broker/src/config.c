@@ -140,10 +140,9 @@ static int on_ini(void *user, const char *section, const char *key, const char *
     return ctx->rc == 0;
 }
 
-int broker_config_load(broker_config *cfg, const char *path, char *err, size_t errlen)
+/* Reads a whole file. Returns 0 or an ENGINE_E* code with err filled. */
+static int read_text(const char *path, char **out, size_t *out_len, char *err, size_t errlen)
 {
-    if (cfg == NULL || path == NULL)
-        return ENGINE_EINVAL;
     FILE *f = fopen(path, "r");
     if (f == NULL) {
         int e = errno;
@@ -151,20 +150,111 @@ int broker_config_load(broker_config *cfg, const char *path, char *err, size_t e
             snprintf(err, errlen, "%s: %s", path, strerror(e));
         return e == ENOENT ? ENGINE_ENOENT : ENGINE_EIO;
     }
-    load_ctx ctx = {.cfg = cfg};
-    int line = ini_parse_file(f, on_ini, &ctx);
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    int rc = buf ? 0 : ENGINE_ENOMEM;
+    while (rc == 0) {
+        if (n + 1 == cap) {
+            char *p = cap < (16u << 20) ? realloc(buf, cap * 2) : NULL;
+            if (p == NULL) {
+                rc = cap < (16u << 20) ? ENGINE_ENOMEM : ENGINE_ECONFIG;
+                break;
+            }
+            buf = p;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    if (rc == 0 && ferror(f)) {
+        int e = errno;
+        if (errlen > 0)
+            snprintf(err, errlen, "%s: %s", path, strerror(e ? e : EIO));
+        rc = ENGINE_EIO;
+    } else if (rc != 0 && errlen > 0) {
+        snprintf(err, errlen, "%s: %s", path,
+                 rc == ENGINE_ENOMEM ? "out of memory" : "larger than 16 MiB");
+    }
     fclose(f);
-    if (line == 0)
+    if (rc != 0) {
+        free(buf);
+        return rc;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *out_len = n;
+    return 0;
+}
+
+/*
+ * Finds the first line libinih would misread or only half report: a line longer than its fixed
+ * buffer (it would split it), or one that is neither blank, a comment, a [section], a
+ * continuation nor a key = value. Returns a pointer to the start of that line (and its number and
+ * reason), or NULL when every line is fine. Parsing only the text before it leaves libinih no
+ * syntax errors to find, so the line it reports is the line of our handler's reason.
+ */
+static char *first_bad_line(char *text, unsigned *bad_line, const char **why)
+{
+    unsigned line = 1;
+    for (char *p = text; *p; line++) {
+        char *end = strchr(p, '\n');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        const char *q = p;
+        while (q < p + len && (*q == ' ' || *q == '\t' || *q == '\r'))
+            q++;
+        *why = NULL;
+        if (len >= INI_MAX_LINE - 1)
+            *why = "line too long";
+        else if (q == p + len || *q == ';' || *q == '#' || q > p)
+            *why = NULL; /* blank, comment, or a continuation of the previous value */
+        else if (*q == '[' && memchr(q, ']', (size_t)(p + len - q)) == NULL)
+            *why = "syntax error: section header without ']'";
+        else if (*q != '[' && memchr(q, '=', (size_t)(p + len - q)) == NULL &&
+                 memchr(q, ':', (size_t)(p + len - q)) == NULL)
+            *why = "syntax error: expected KEY = VALUE";
+        if (*why) {
+            *bad_line = line;
+            return p;
+        }
+        p = end ? end + 1 : p + len;
+    }
+    return NULL;
+}
+
+int broker_config_load(broker_config *cfg, const char *path, char *err, size_t errlen)
+{
+    if (cfg == NULL || path == NULL)
+        return ENGINE_EINVAL;
+    char *text = NULL;
+    size_t len = 0;
+    int rc = read_text(path, &text, &len, err, errlen);
+    if (rc != 0)
+        return rc;
+    if (strlen(text) != len) {
+        if (errlen > 0)
+            snprintf(err, errlen, "%s: contains a NUL byte", path);
+        free(text);
+        return ENGINE_ECONFIG;
+    }
+    unsigned bad_line = 0;
+    const char *why = NULL;
+    char *bad = first_bad_line(text, &bad_line, &why);
+    if (bad != NULL)
+        *bad = '\0';
+    load_ctx ctx = {.cfg = cfg};
+    int line = ini_parse_string(text, on_ini, &ctx);
+    free(text);
+    if (line == 0 && bad == NULL)
         return 0;
     if (errlen > 0) {
-        if (line < 0)
-            snprintf(err, errlen, "%s: cannot read", path);
-        else if (ctx.rc != 0)
+        if (ctx.rc != 0)
             snprintf(err, errlen, "%s:%d: %s", path, line, ctx.msg);
+        else if (bad != NULL)
+            snprintf(err, errlen, "%s:%u: %s", path, bad_line, why);
         else
             snprintf(err, errlen, "%s:%d: syntax error", path, line);
     }
-    if (ctx.rc == ENGINE_ENOMEM)
-        return ENGINE_ENOMEM;
-    return line < 0 ? ENGINE_EIO : ENGINE_ECONFIG;
+    return ctx.rc == ENGINE_ENOMEM ? ENGINE_ENOMEM : ENGINE_ECONFIG;
 }

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,22 +31,6 @@ static void cache_path(char *buf, size_t cap, const char *dir, const uint8_t key
     for (int i = 0; i < 32; i++)
         snprintf(hex + 2 * i, 3, "%02x", key[i]);
     snprintf(buf, cap, "%s/%s.hsc%s", dir, hex, suffix);
-}
-
-/* Reads exactly n bytes. Returns 0 or -1. */
-static int read_all(int fd, void *buf, size_t n)
-{
-    uint8_t *p = buf;
-    while (n > 0) {
-        ssize_t got = read(fd, p, n);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            return -1;
-        p += got;
-        n -= (size_t)got;
-    }
-    return 0;
 }
 
 static int write_all(int fd, const void *buf, size_t n)
@@ -63,6 +48,39 @@ static int write_all(int fd, const void *buf, size_t n)
     return 0;
 }
 
+void engine__db_free(engine__db *db)
+{
+    if (db->mapped > 0)
+        munmap(db->db, db->mapped);
+    else
+        hs_free_database(db->db);
+    db->db = NULL;
+    db->mapped = 0;
+}
+
+/*
+ * Deserializes one database into a fresh anonymous mapping populated in one system call: a
+ * database is megabytes, and faulting it in page by page is most of a warm start's cost.
+ * Returns 0, 1 (unusable bytes: a cache miss) or ENGINE_ENOMEM.
+ */
+static int deserialize(const char *bytes, size_t len, engine__db *out)
+{
+    size_t size = 0;
+    if (hs_serialized_database_size(bytes, len, &size) != HS_SUCCESS || size == 0)
+        return 1;
+    void *mem =
+        mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (mem == MAP_FAILED)
+        return ENGINE_ENOMEM;
+    if (hs_deserialize_database_at(bytes, len, mem) != HS_SUCCESS) {
+        munmap(mem, size);
+        return 1;
+    }
+    out->db = mem;
+    out->mapped = size;
+    return 0;
+}
+
 int engine__cache_load(engine_rules *rules, const char *dir, const uint8_t key[32])
 {
     char path[4096];
@@ -71,42 +89,51 @@ int engine__cache_load(engine_rules *rules, const char *dir, const uint8_t key[3
     if (fd < 0)
         return 1;
     struct stat st;
-    char magic[8];
-    uint8_t got_key[32];
+    if (fstat(fd, &st) != 0 || st.st_size < 40 + 8 * ENGINE__DB_COUNT) {
+        close(fd);
+        return 1;
+    }
+    /* Mapped rather than read: the entry is copied once, by hs_deserialize_database. */
+    size_t size = (size_t)st.st_size;
+    const uint8_t *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED)
+        return 1;
     int rc = 1;
-    char *buf = NULL;
-    hs_database_t *dbs[ENGINE__DB_COUNT] = {0};
-    if (fstat(fd, &st) != 0 || read_all(fd, magic, sizeof(magic)) != 0 ||
-        memcmp(magic, CACHE_MAGIC, 8) != 0 || read_all(fd, got_key, 32) != 0 ||
-        memcmp(got_key, key, 32) != 0)
+    engine__db dbs[ENGINE__DB_COUNT] = {0};
+    size_t off = 40;
+    if (memcmp(map, CACHE_MAGIC, 8) != 0 || memcmp(map + 8, key, 32) != 0)
         goto out;
     for (int i = 0; i < ENGINE__DB_COUNT; i++) {
-        uint64_t size;
-        if (read_all(fd, &size, sizeof(size)) != 0 || size > (uint64_t)st.st_size)
+        uint64_t len;
+        if (size - off < sizeof(len))
             goto out;
-        if (size == 0)
-            continue; /* the key covers the plan: an empty database was empty when stored */
-        buf = malloc(size);
-        if (buf == NULL) {
-            rc = ENGINE_ENOMEM;
+        memcpy(&len, map + off, sizeof(len));
+        off += sizeof(len);
+        if (len > size - off)
             goto out;
+        /* An empty database was empty when stored: the key covers the plan. */
+        if (len > 0) {
+            int drc = deserialize((const char *)map + off, len, &dbs[i]);
+            if (drc != 0) {
+                rc = drc;
+                goto out;
+            }
         }
-        if (read_all(fd, buf, size) != 0 ||
-            hs_deserialize_database(buf, size, &dbs[i]) != HS_SUCCESS)
-            goto out;
-        free(buf);
-        buf = NULL;
+        off += len;
     }
+    if (off != size)
+        goto out;
     for (int i = 0; i < ENGINE__DB_COUNT; i++) {
-        rules->dbs[i].db = dbs[i];
-        dbs[i] = NULL;
+        rules->dbs[i].db = dbs[i].db;
+        rules->dbs[i].mapped = dbs[i].mapped;
+        dbs[i].db = NULL;
     }
     rc = 0;
 out:
-    free(buf);
     for (int i = 0; i < ENGINE__DB_COUNT; i++)
-        hs_free_database(dbs[i]);
-    close(fd);
+        engine__db_free(&dbs[i]);
+    munmap((void *)(uintptr_t)map, size);
     return rc;
 }
 

@@ -117,7 +117,9 @@ static int parse_u64(const char *s, uint64_t *out)
         shift = 30;
     if (shift != 0) {
         end++;
-        if (*end == 'B' || *end == 'b' || *end == 'i')
+        if (*end == 'i' && (end[1] == 'B' || end[1] == 'b'))
+            end += 2;
+        else if (*end == 'B' || *end == 'b')
             end++;
         if (v > (UINT64_MAX >> shift))
             return -1;

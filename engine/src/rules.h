@@ -108,6 +108,8 @@ typedef struct engine__ruleset {
     engine__node *nodes;
     size_t nnodes, capnodes;
     uint8_t hash[32]; /* SHA-256 over every file's text, in the order read */
+    uint32_t *names;  /* open-addressing index of rule names: rule index + 1, 0 = empty */
+    size_t names_cap; /* a power of two, at least twice nrules */
 } engine__ruleset;
 
 /*
@@ -142,7 +144,11 @@ typedef struct engine__db {
     hs_database_t *db;     /* NULL when it has no patterns */
     engine__pattern *pats; /* indexed by Hyperscan id */
     uint32_t npats;
+    size_t mapped; /* > 0: db lives in an anonymous mapping of this size (cache.c) */
 } engine__db;
+
+/* Frees a database however it was allocated. Accepts an empty one. */
+void engine__db_free(engine__db *db);
 
 /* Which database: block mode over all rules, block mode over the normalized rules, stream mode. */
 enum { ENGINE__DB_RAW = 0, ENGINE__DB_NORM = 1, ENGINE__DB_STREAM = 2, ENGINE__DB_COUNT = 3 };

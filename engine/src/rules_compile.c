@@ -308,9 +308,8 @@ int engine__rules_build(engine_rules *rules, const engine_compile_options *optio
                         engine_diag *diag)
 {
     static const unsigned modes[ENGINE__DB_COUNT] = {HS_MODE_BLOCK, HS_MODE_BLOCK, HS_MODE_STREAM};
-    int rc = validate_strings(rules, diag);
-    if (rc == 0)
-        rc = collect_always(rules);
+    /* Validation runs only when compiling: a cache entry exists only for rules that passed. */
+    int rc = collect_always(rules);
     plan plans[ENGINE__DB_COUNT] = {0};
     for (int i = 0; i < ENGINE__DB_COUNT && rc == 0; i++)
         rc = plan_db(rules, i, &plans[i]);
@@ -324,6 +323,8 @@ int engine__rules_build(engine_rules *rules, const engine_compile_options *optio
         if (cached < 0)
             rc = cached;
     }
+    if (rc == 0 && cached != 0)
+        rc = validate_strings(rules, diag);
     for (int i = 0; i < ENGINE__DB_COUNT && rc == 0 && cached != 0; i++)
         rc = compile_db(rules, &plans[i], modes[i], &rules->dbs[i].db, diag);
     for (int i = 0; i < ENGINE__DB_COUNT; i++) {
@@ -418,7 +419,7 @@ void engine_rules_unref(engine_rules *rules)
     if (atomic_fetch_sub_explicit(&rules->refs, 1, memory_order_acq_rel) != 1)
         return;
     for (int i = 0; i < ENGINE__DB_COUNT; i++) {
-        hs_free_database(rules->dbs[i].db);
+        engine__db_free(&rules->dbs[i]);
         free(rules->dbs[i].pats);
     }
     free(rules->always_eval);

@@ -88,6 +88,7 @@ void engine__ruleset_cleanup(engine__ruleset *set)
     free(set->rules);
     free(set->strings);
     free(set->nodes);
+    free(set->names);
     memset(set, 0, sizeof(*set));
 }
 
@@ -981,6 +982,61 @@ static int parse_string_set(parser *ps, uint32_t **set, uint32_t *nset)
     return ps->err;
 }
 
+/* FNV-1a over a rule name. */
+static uint64_t name_hash(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
+    return h;
+}
+
+/* The index of the rule named s[0..n), or -1. Can't fail. */
+static long name_find(const engine__ruleset *set, const char *s, size_t n)
+{
+    if (set->names_cap == 0)
+        return -1;
+    size_t mask = set->names_cap - 1;
+    for (size_t i = name_hash(s, n) & mask;; i = (i + 1) & mask) {
+        uint32_t v = set->names[i];
+        if (v == 0)
+            return -1;
+        const char *name = set->rules[v - 1].name;
+        if (strncmp(name, s, n) == 0 && name[n] == '\0')
+            return (long)(v - 1);
+    }
+}
+
+/* Indexes rule r by name, growing the table to keep it at most half full. */
+static int name_add(engine__ruleset *set, size_t r)
+{
+    if (2 * (set->nrules + 1) > set->names_cap) {
+        size_t cap = set->names_cap ? 2 * set->names_cap : 64;
+        uint32_t *t = calloc(cap, sizeof(uint32_t));
+        if (t == NULL)
+            return ENGINE_ENOMEM;
+        for (size_t i = 0; i < set->names_cap; i++) {
+            uint32_t v = set->names[i];
+            if (v == 0)
+                continue;
+            const char *name = set->rules[v - 1].name;
+            size_t j = name_hash(name, strlen(name)) & (cap - 1);
+            while (t[j] != 0)
+                j = (j + 1) & (cap - 1);
+            t[j] = v;
+        }
+        free(set->names);
+        set->names = t;
+        set->names_cap = cap;
+    }
+    const char *name = set->rules[r].name;
+    size_t j = name_hash(name, strlen(name)) & (set->names_cap - 1);
+    while (set->names[j] != 0)
+        j = (j + 1) & (set->names_cap - 1);
+    set->names[j] = (uint32_t)(r + 1);
+    return 0;
+}
+
 /* Rejects constructs outside the subset with a precise reason. */
 static int reject_unsupported(parser *ps, bool trailing)
 {
@@ -1007,9 +1063,8 @@ static int reject_unsupported(parser *ps, bool trailing)
             return FAIL(ps, "a rule cannot refer to itself");
         if (trailing)
             break;
-        for (size_t i = 0; i + 1 < ps->set->nrules; i++)
-            if (tok_is(ps, ps->set->rules[i].name))
-                return FAIL(ps, "rule references ('%s') are not supported", t);
+        if (name_find(ps->set, ps->tok.start, ps->tok.len) >= 0)
+            return FAIL(ps, "rule references ('%s') are not supported", t);
         return FAIL(ps, "unknown identifier '%s'", t);
     case T_PUNCT:
         if (strchr("+-*\\%&|^~", ps->tok.start[0]))
@@ -1288,9 +1343,8 @@ static int parse_rule(parser *ps)
             return FAIL(ps, "'%s' is a keyword and cannot name a rule", keywords[i]);
     if (ps->tok.len > 128)
         return FAIL(ps, "rule name longer than 128 characters");
-    for (size_t i = 0; i < ps->set->nrules; i++)
-        if (tok_is(ps, ps->set->rules[i].name))
-            return FAIL(ps, "duplicated rule name '%s'", tok_text(ps, b, sizeof(b)));
+    if (name_find(ps->set, ps->tok.start, ps->tok.len) >= 0)
+        return FAIL(ps, "duplicated rule name '%s'", tok_text(ps, b, sizeof(b)));
     if (grow((void **)&ps->set->rules, &ps->set->caprules, ps->set->nrules, sizeof(engine__rule)))
         return nomem(ps);
     engine__rule *r = &ps->set->rules[ps->set->nrules++];
@@ -1299,7 +1353,7 @@ static int parse_rule(parser *ps)
     r->first_string = (uint32_t)ps->set->nstrings;
     r->name = tok_dup(ps);
     r->file = strdup(ps->file);
-    if (r->name == NULL || r->file == NULL)
+    if (r->name == NULL || r->file == NULL || name_add(ps->set, ps->set->nrules - 1) != 0)
         return nomem(ps);
     if (next(ps))
         return ps->err;

@@ -811,7 +811,8 @@ int engine_stream_close(engine_stream *st, engine_scratch *scratch, engine_resul
         result_init(result);
     if (st == NULL)
         return 0;
-    int rc = 0;
+    /* A result needs the end-of-stream matches, which need a scratch. */
+    int rc = scratch == NULL && result != NULL ? ENGINE_EINVAL : 0;
     if (scratch != NULL && !st->failed) {
         rc = scratch_prepare(scratch, st->rules);
         if (rc == 0)

@@ -257,8 +257,9 @@ int engine_stream_write(engine_stream *stream, engine_scratch *scratch, const vo
 
 /*
  * Ends the stream (matches that needed the end of data are reported now), fills result if not
- * NULL, and frees the stream. Accepts NULL. Returns 0 or a negative code; the stream is freed
- * either way.
+ * NULL, and frees the stream. Accepts NULL. scratch may be NULL only when result is NULL (the
+ * stream is then just freed). Returns 0, ENGINE_EINVAL (result without scratch) or another
+ * negative code; the stream is freed either way.
  */
 int engine_stream_close(engine_stream *stream, engine_scratch *scratch, engine_result *result);
 
