@@ -23,22 +23,29 @@
 
 #include <openssl/evp.h>
 
-/* The plan of one database: parallel arrays indexed by pattern id. */
+/*
+ * The plan of one database: parallel arrays indexed by pattern id. Expressions point into the
+ * rule set's strings where they can (borrowed); UTF-16 forms and escaped literals are owned.
+ */
 typedef struct plan {
-    char **exprs;
+    const char **exprs;
+    bool *owned;
     size_t *lens;
     unsigned *flags;
     unsigned *ids;
     engine__pattern *pats;
     uint32_t n, cap;
     bool all_literal;
+    bool escaped; /* literals already rewritten as \xHH expressions */
 } plan;
 
 static void plan_cleanup(plan *p)
 {
     for (uint32_t i = 0; i < p->n; i++)
-        free(p->exprs[i]);
+        if (p->owned[i])
+            free((void *)(uintptr_t)p->exprs[i]);
     free(p->exprs);
+    free(p->owned);
     free(p->lens);
     free(p->flags);
     free(p->ids);
@@ -46,37 +53,39 @@ static void plan_cleanup(plan *p)
     memset(p, 0, sizeof(*p));
 }
 
-/* Appends one pattern; expr is copied. Returns 0 or ENGINE_ENOMEM. */
-static int plan_add(plan *p, const uint8_t *expr, size_t len, unsigned flags, bool literal,
-                    engine__pattern pat)
+/* Grows one parallel array to ncap elements. Returns false when memory ran out. */
+static bool plan_grow(void **arr, uint32_t ncap, size_t esz)
+{
+    void *p = realloc(*arr, ncap * esz);
+    if (p == NULL)
+        return false;
+    *arr = p;
+    return true;
+}
+
+/*
+ * Appends one pattern. expr is borrowed unless owned is true, in which case the plan frees it
+ * (also on failure). Returns 0 or ENGINE_ENOMEM.
+ */
+static int plan_add(plan *p, const uint8_t *expr, size_t len, bool owned, unsigned flags,
+                    bool literal, engine__pattern pat)
 {
     if (p->n == p->cap) {
         uint32_t ncap = p->cap ? p->cap * 2 : 64;
-        char **e = realloc(p->exprs, ncap * sizeof(*e));
-        if (e)
-            p->exprs = e;
-        size_t *l = realloc(p->lens, ncap * sizeof(*l));
-        if (l)
-            p->lens = l;
-        unsigned *f = realloc(p->flags, ncap * sizeof(*f));
-        if (f)
-            p->flags = f;
-        unsigned *id = realloc(p->ids, ncap * sizeof(*id));
-        if (id)
-            p->ids = id;
-        engine__pattern *pt = realloc(p->pats, ncap * sizeof(*pt));
-        if (pt)
-            p->pats = pt;
-        if (!e || !l || !f || !id || !pt)
+        if (!plan_grow((void **)&p->exprs, ncap, sizeof(*p->exprs)) ||
+            !plan_grow((void **)&p->owned, ncap, sizeof(*p->owned)) ||
+            !plan_grow((void **)&p->lens, ncap, sizeof(*p->lens)) ||
+            !plan_grow((void **)&p->flags, ncap, sizeof(*p->flags)) ||
+            !plan_grow((void **)&p->ids, ncap, sizeof(*p->ids)) ||
+            !plan_grow((void **)&p->pats, ncap, sizeof(*p->pats))) {
+            if (owned)
+                free((void *)(uintptr_t)expr);
             return ENGINE_ENOMEM;
+        }
         p->cap = ncap;
     }
-    char *copy = malloc(len + 1);
-    if (copy == NULL)
-        return ENGINE_ENOMEM;
-    memcpy(copy, expr, len);
-    copy[len] = '\0';
-    p->exprs[p->n] = copy;
+    p->exprs[p->n] = (const char *)expr;
+    p->owned[p->n] = owned;
     p->lens[p->n] = len;
     p->flags[p->n] = flags;
     p->ids[p->n] = p->n;
@@ -100,8 +109,11 @@ static uint8_t *widen(const uint8_t *s, size_t n)
     return w;
 }
 
-/* Plans the patterns of database `which`. Returns 0 or ENGINE_ENOMEM. */
-static int plan_db(const engine_rules *rules, int which, plan *p)
+/*
+ * Plans the patterns of the all-rules databases (normalized = false: block and stream mode
+ * share it) or of the normalized database. Returns 0 or ENGINE_ENOMEM.
+ */
+static int plan_db(const engine_rules *rules, bool normalized, plan *p)
 {
     const engine__ruleset *set = &rules->set;
     memset(p, 0, sizeof(*p));
@@ -109,7 +121,7 @@ static int plan_db(const engine_rules *rules, int which, plan *p)
     for (size_t i = 0; i < set->nstrings; i++) {
         const engine__string *s = &set->strings[i];
         const engine__rule *r = &set->rules[s->rule];
-        if (which == ENGINE__DB_NORM && !r->normalized)
+        if (normalized && !r->normalized)
             continue;
         bool fullword = (s->mods & ENGINE__MOD_FULLWORD) != 0;
         unsigned base = (s->counted || fullword) ? 0 : HS_FLAG_SINGLEMATCH;
@@ -118,28 +130,27 @@ static int plan_db(const engine_rules *rules, int which, plan *p)
         int rc = 0;
         if (s->kind == ENGINE__STR_TEXT || s->literal) {
             unsigned flags = base;
-            if ((s->mods & ENGINE__MOD_NOCASE) || which == ENGINE__DB_NORM)
+            if ((s->mods & ENGINE__MOD_NOCASE) || normalized)
                 flags |= HS_FLAG_CASELESS;
             bool wide = (s->mods & ENGINE__MOD_WIDE) != 0;
             bool ascii = (s->mods & ENGINE__MOD_ASCII) != 0 || !wide;
             /* The normalised view is narrowed text: only ASCII forms apply there. */
-            if (which == ENGINE__DB_NORM) {
+            if (normalized) {
                 ascii = true;
                 wide = false;
             }
             if (ascii)
-                rc = plan_add(p, s->text, s->text_len, flags, true, pat);
+                rc = plan_add(p, s->text, s->text_len, false, flags, true, pat);
             if (rc == 0 && wide) {
                 uint8_t *w = widen(s->text, s->text_len);
                 if (w == NULL)
                     return ENGINE_ENOMEM;
                 pat.wide = 1;
                 pat.len = (uint32_t)(2 * s->text_len);
-                rc = plan_add(p, w, 2 * s->text_len, flags, true, pat);
-                free(w);
+                rc = plan_add(p, w, 2 * s->text_len, true, flags, true, pat);
             }
         } else {
-            rc = plan_add(p, s->text, s->text_len, base | s->hs_flags, false, pat);
+            rc = plan_add(p, s->text, s->text_len, false, base | s->hs_flags, false, pat);
         }
         if (rc)
             return rc;
@@ -150,6 +161,9 @@ static int plan_db(const engine_rules *rules, int which, plan *p)
 /* Rewrites literal patterns of a mixed plan as \xHH expressions. Returns 0 or ENGINE_ENOMEM. */
 static int plan_escape_literals(plan *p, const engine__ruleset *set)
 {
+    if (p->escaped)
+        return 0;
+    p->escaped = true;
     for (uint32_t i = 0; i < p->n; i++) {
         const engine__string *s = &set->strings[p->pats[i].string];
         if (s->kind != ENGINE__STR_TEXT && !s->literal)
@@ -159,8 +173,10 @@ static int plan_escape_literals(plan *p, const engine__ruleset *set)
             return ENGINE_ENOMEM;
         for (size_t j = 0; j < p->lens[i]; j++)
             snprintf(e + 4 * j, 5, "\\x%02x", (unsigned char)p->exprs[i][j]);
-        free(p->exprs[i]);
+        if (p->owned[i])
+            free((void *)(uintptr_t)p->exprs[i]);
         p->exprs[i] = e;
+        p->owned[i] = true;
         p->lens[i] = 4 * p->lens[i];
     }
     return 0;
@@ -228,14 +244,12 @@ static int compile_db(const engine_rules *rules, plan *p, unsigned mode, hs_data
     hs_compile_error_t *err = NULL;
     hs_error_t rc;
     if (p->all_literal) {
-        rc = hs_compile_lit_multi((const char *const *)p->exprs, p->flags, p->ids, p->lens, p->n,
-                                  mode, NULL, out, &err);
+        rc = hs_compile_lit_multi(p->exprs, p->flags, p->ids, p->lens, p->n, mode, NULL, out, &err);
     } else {
         int erc = plan_escape_literals(p, &rules->set);
         if (erc)
             return erc;
-        rc = hs_compile_multi((const char *const *)p->exprs, p->flags, p->ids, p->n, mode, NULL,
-                              out, &err);
+        rc = hs_compile_multi(p->exprs, p->flags, p->ids, p->n, mode, NULL, out, &err);
     }
     if (rc != HS_SUCCESS) {
         const char *msg = err && err->message ? err->message : "compile failed";
@@ -265,9 +279,12 @@ static int collect_always(engine_rules *rules)
     return 0;
 }
 
+/* Which plan each database is compiled from: block and stream mode share one. */
+static const int plan_of[ENGINE__DB_COUNT] = {0, 1, 0};
+static const unsigned db_mode[ENGINE__DB_COUNT] = {HS_MODE_BLOCK, HS_MODE_BLOCK, HS_MODE_STREAM};
+
 /* The cache key: rule text hash, Hyperscan version, platform, and every database's plan. */
-static int cache_key(const engine_rules *rules, const plan *plans, const unsigned *modes,
-                     uint8_t key[32])
+static int cache_key(const engine_rules *rules, const plan *plans, uint8_t key[32])
 {
     EVP_MD_CTX *sha = EVP_MD_CTX_new();
     if (sha == NULL || EVP_DigestInit_ex(sha, EVP_sha256(), NULL) != 1) {
@@ -281,9 +298,10 @@ static int cache_key(const engine_rules *rules, const plan *plans, const unsigne
     EVP_DigestUpdate(sha, rules->set.hash, sizeof(rules->set.hash));
     EVP_DigestUpdate(sha, version, strlen(version) + 1);
     EVP_DigestUpdate(sha, &platform, sizeof(platform));
-    for (int i = 0; i < ENGINE__DB_COUNT; i++) {
+    EVP_DigestUpdate(sha, db_mode, sizeof(db_mode));
+    for (int i = 0; i < 2; i++) {
         const plan *p = &plans[i];
-        uint32_t head[3] = {p->n, p->all_literal, modes[i]};
+        uint32_t head[2] = {p->n, p->all_literal};
         EVP_DigestUpdate(sha, head, sizeof(head));
         for (uint32_t j = 0; j < p->n; j++) {
             uint64_t fields[2] = {p->lens[j], p->flags[j]};
@@ -307,37 +325,39 @@ static double now_ms(void)
 int engine__rules_build(engine_rules *rules, const engine_compile_options *options,
                         engine_diag *diag)
 {
-    static const unsigned modes[ENGINE__DB_COUNT] = {HS_MODE_BLOCK, HS_MODE_BLOCK, HS_MODE_STREAM};
-    /* Validation runs only when compiling: a cache entry exists only for rules that passed. */
     int rc = collect_always(rules);
-    plan plans[ENGINE__DB_COUNT] = {0};
-    for (int i = 0; i < ENGINE__DB_COUNT && rc == 0; i++)
-        rc = plan_db(rules, i, &plans[i]);
+    plan plans[2] = {0};
+    for (int i = 0; i < 2 && rc == 0; i++)
+        rc = plan_db(rules, i == 1, &plans[i]);
     const char *dir = options ? options->cache_dir : NULL;
     int cached = 1;
     uint8_t key[32];
     if (rc == 0 && dir != NULL) {
-        rc = cache_key(rules, plans, modes, key);
+        rc = cache_key(rules, plans, key);
         if (rc == 0)
             cached = engine__cache_load(rules, dir, key);
         if (cached < 0)
             rc = cached;
     }
+    /* Validation runs only when compiling: a cache entry exists only for rules that passed. */
     if (rc == 0 && cached != 0)
         rc = validate_strings(rules, diag);
     for (int i = 0; i < ENGINE__DB_COUNT && rc == 0 && cached != 0; i++)
-        rc = compile_db(rules, &plans[i], modes[i], &rules->dbs[i].db, diag);
-    for (int i = 0; i < ENGINE__DB_COUNT; i++) {
-        if (rc == 0) {
-            rules->dbs[i].pats = plans[i].pats;
-            rules->dbs[i].npats = plans[i].n;
-            plans[i].pats = NULL;
-        }
-        plan_cleanup(&plans[i]);
+        rc = compile_db(rules, &plans[plan_of[i]], db_mode[i], &rules->dbs[i].db, diag);
+    for (int i = 0; i < ENGINE__DB_COUNT && rc == 0; i++) {
+        const plan *p = &plans[plan_of[i]];
+        rules->dbs[i].npats = p->n;
+        rules->dbs[i].pats = malloc((p->n ? p->n : 1) * sizeof(engine__pattern));
+        if (rules->dbs[i].pats == NULL)
+            rc = ENGINE_ENOMEM;
+        else if (p->n)
+            memcpy(rules->dbs[i].pats, p->pats, p->n * sizeof(engine__pattern));
     }
+    for (int i = 0; i < 2; i++)
+        plan_cleanup(&plans[i]);
+    /* Best effort: a cache that cannot be written only makes the next start slower. */
     if (rc == 0 && cached != 0 && dir != NULL)
-        engine__cache_store(rules, dir,
-                            key); /* best effort: a cache that cannot be written is slow */
+        engine__cache_store(rules, dir, key);
     rules->from_cache = rc == 0 && cached == 0;
     return rc;
 }
