@@ -97,6 +97,7 @@ typedef struct engine__rule {
     uint32_t root;   /* condition root node */
     bool normalized; /* tag `normalized`: also matched against the normalised view */
     bool hit_gated;  /* the condition is false whenever none of its strings has a hit */
+    bool any_hit;    /* the condition holds as soon as any of its strings has a hit */
 } engine__rule;
 
 /* The parsed rule set: everything the parser produced, owned by one object. */

@@ -1421,6 +1421,9 @@ static int parse_rule(parser *ps)
         free(used);
     }
     r->hit_gated = needs_hit(ps->set, r->root);
+    const engine__node *root = &ps->set->nodes[r->root];
+    r->any_hit = root->op == ENGINE__OP_STRING ||
+                 (root->op == ENGINE__OP_OF && root->value == 1 && root->nset == r->nstrings);
     return next(ps);
 }
 

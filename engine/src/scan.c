@@ -23,6 +23,9 @@
 #include <string.h>
 #include <time.h>
 
+/* The largest max_decode_depth the configuration accepts (engine/src/config.c). */
+#define ENGINE__MAX_DECODE_DEPTH 16
+
 /* ------------------------------------------------------------------------------------------ */
 /* Scratch.                                                                                    */
 
@@ -39,6 +42,8 @@ struct engine_scratch {
     size_t cap_rules;
     uint32_t view_epoch;
     uint32_t req_epoch;
+    uint8_t *decode_buf[ENGINE__MAX_DECODE_DEPTH]; /* decoded base64, one buffer per depth */
+    size_t decode_cap[ENGINE__MAX_DECODE_DEPTH];
 };
 
 /* Makes the scratch fit `rules`: arrays and Hyperscan scratch. Returns 0 or a negative code. */
@@ -118,6 +123,8 @@ void engine_scratch_destroy(engine_scratch *s)
     free(s->rule_mark);
     free(s->rule_done);
     free(s->matched);
+    for (int i = 0; i < ENGINE__MAX_DECODE_DEPTH; i++)
+        free(s->decode_buf[i]);
     free(s);
 }
 
@@ -391,9 +398,12 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* True when rule r holds and has not been reported in this request; marks it evaluated. */
+/*
+ * True when rule r holds and has not been reported in this request; marks it evaluated. touched
+ * says one of the rule's strings was hit, which settles `$a` and `any of them` without a walk.
+ */
 static bool eval_rule(const engine_rules *rules, engine_scratch *s, uint32_t r,
-                      const uint32_t *hits, uint64_t size, engine_view view)
+                      const uint32_t *hits, uint64_t size, engine_view view, bool touched)
 {
     if (s->rule_mark[r] == s->view_epoch || s->rule_done[r] == s->req_epoch)
         return false;
@@ -401,7 +411,7 @@ static bool eval_rule(const engine_rules *rules, engine_scratch *s, uint32_t r,
     const engine__rule *rule = &rules->set.rules[r];
     if (view == ENGINE_VIEW_NORMALIZED && !rule->normalized)
         return false;
-    if (!engine__rule_eval(&rules->set, rule, hits, size))
+    if (!(touched && rule->any_hit) && !engine__rule_eval(&rules->set, rule, hits, size))
         return false;
     s->rule_done[r] = s->req_epoch;
     return true;
@@ -425,11 +435,11 @@ static int evaluate(const engine_rules *rules, engine_scratch *s, const uint32_t
     size_t n = 0;
     for (size_t i = 0; i < ntouched; i++) {
         uint32_t r = rules->set.strings[touched[i]].rule;
-        if (eval_rule(rules, s, r, hits, size, view))
+        if (eval_rule(rules, s, r, hits, size, view, true))
             s->matched[n++] = r;
     }
     for (size_t i = 0; i < rules->nalways; i++)
-        if (eval_rule(rules, s, rules->always_eval[i], hits, size, view))
+        if (eval_rule(rules, s, rules->always_eval[i], hits, size, view, false))
             s->matched[n++] = rules->always_eval[i];
     if (n > 1)
         qsort(s->matched, n, sizeof(uint32_t), cmp_u32);
@@ -484,36 +494,61 @@ static void scan_view(scan_ctx *c, int dbi, const uint8_t *data, size_t len, con
     reset_hits(s->hits, s->touched, s->ntouched);
 }
 
-static bool stopped(scan_ctx *c)
+/* True once the request has its answer (a detection), failed, or ran out of time. */
+static bool stopped(const scan_ctx *c)
 {
-    if (c->err || c->res->verdict == ENGINE_VERDICT_DETECTED)
-        return true;
-    if (c->res->reason != NULL)
-        return true;
-    if (now_ns() > c->deadline_ns) {
+    return c->err || c->res->verdict == ENGINE_VERDICT_DETECTED || c->res->reason != NULL;
+}
+
+/*
+ * Checks the clock against max_scan_time_ms; past it, the request stops with the MaxScanTime
+ * reason. Called before each child object, not per view: a view's scan is linear in its size,
+ * children are what multiply.
+ */
+static bool out_of_time(scan_ctx *c)
+{
+    if (c->res->reason == NULL && now_ns() > c->deadline_ns)
         c->res->reason = "Limits.Exceeded.MaxScanTime";
-        return true;
-    }
-    return false;
+    return c->res->reason != NULL;
 }
 
 static void scan_object(scan_ctx *c, const uint8_t *data, size_t len, const object *o,
                         unsigned hints, unsigned depth);
 
 /* Decodes the base64 runs of text and scans each result (and its decompression) as a child. */
+/*
+ * The scratch's decode buffer for one nesting depth, grown to at least cap bytes (each depth has
+ * its own: a child's children are decoded while the parent's buffer is still in use). Returns
+ * NULL when memory ran out.
+ */
+static uint8_t *decode_buffer(engine_scratch *s, unsigned depth, size_t cap)
+{
+    if (depth >= ENGINE__MAX_DECODE_DEPTH)
+        return NULL;
+    if (s->decode_cap[depth] < cap) {
+        size_t ncap = cap < 4096 ? 4096 : cap;
+        uint8_t *p = realloc(s->decode_buf[depth], ncap);
+        if (p == NULL)
+            return NULL;
+        s->decode_buf[depth] = p;
+        s->decode_cap[depth] = ncap;
+    }
+    return s->decode_buf[depth];
+}
+
 static void scan_base64_children(scan_ctx *c, const uint8_t *text, size_t len, const object *o,
                                  unsigned depth)
 {
     size_t pos = 0;
     engine__span sp;
-    while (!stopped(c) && c->decode_left > 0 &&
+    while (!stopped(c) && !out_of_time(c) && c->decode_left > 0 &&
            engine__base64_next(text, len, &pos, c->cfg->min_base64, &sp)) {
         size_t cap = sp.len / 4 * 3 + 3;
         if (cap > c->cfg->max_decode)
             cap = c->cfg->max_decode;
         if (cap > c->decode_left)
             cap = c->decode_left;
-        uint8_t *buf = malloc(cap ? cap : 1);
+        uint8_t *buf = decode_buffer(c->s, depth, cap);
         if (buf == NULL) {
             c->err = ENGINE_ENOMEM;
             return;
@@ -524,7 +559,7 @@ static void scan_base64_children(scan_ctx *c, const uint8_t *text, size_t len, c
         snprintf(name, sizeof(name), "base64@%zu", sp.off);
         object child = {o, name};
         scan_object(c, buf, n, &child, 0, depth + 1);
-        if (!stopped(c) && depth + 1 < c->cfg->max_decode_depth) {
+        if (!stopped(c) && !out_of_time(c) && depth + 1 < c->cfg->max_decode_depth) {
             size_t max_out =
                 c->cfg->max_decode < c->decode_left ? c->cfg->max_decode : c->decode_left;
             uint8_t *out = NULL;
@@ -543,7 +578,6 @@ static void scan_base64_children(scan_ctx *c, const uint8_t *text, size_t len, c
             }
             free(out);
         }
-        free(buf);
     }
 }
 

@@ -14,6 +14,10 @@
 #define ZLIB_CONST
 #include "text.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <limits.h>
 #include <lzma.h>
 #include <stdlib.h>
@@ -52,6 +56,22 @@ static const uint8_t text_b64[256] = {
     ['/'] = 64, ['_'] = 64,
 };
 
+/*
+ * Bytes that make up a base64 run: the standard alphabet only. PowerShell's FromBase64String and
+ * -EncodedCommand take nothing else, and counting '-' and '_' would turn every long
+ * Verb-Noun-Name identifier into a run to decode.
+ */
+static const uint8_t text_b64_run[256] = {
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
+    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+    ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
+    ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1,
+    ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1,
+    ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, ['+'] = 1, ['/'] = 1,
+};
+
 /* ---------------------------------------------------------------------------------------------
  * UTF-16LE
  * ------------------------------------------------------------------------------------------- */
@@ -73,6 +93,14 @@ bool engine__utf16le_detect(const uint8_t *p, size_t n, bool hinted)
         return true;
     if (n < 8)
         return false;
+
+    /* Most content is not UTF-16: four of the first eight odd bytes not NUL settles it. */
+    odd_nul = 0;
+    for (i = 1; i < 16 && i < n; i += 2)
+        odd_nul += p[i] == 0;
+    if (n >= 16 && odd_nul < 5)
+        return false;
+    odd_nul = 0;
 
     m = n < TEXT_DETECT_PREFIX ? n : TEXT_DETECT_PREFIX;
     for (i = 0; i + 1 < m; i += 2) {
@@ -270,6 +298,38 @@ size_t engine__normalize(const uint8_t *in, size_t n, uint8_t *out, size_t cap)
  * outside the alphabet, or i is *pos) and forwards; a long enough run is the answer, a short one
  * is skipped whole. Every byte is read at most twice. Can't fail.
  */
+#if defined(__SSE2__)
+/*
+ * A bit per byte of p[0..16): set when the byte is in the standard base64 alphabet. Letters are
+ * tested once after folding case with | 0x20 (which maps no other byte into a..z); bytes from 0x80
+ * are negative as signed and fail every range. Can't fail.
+ */
+static unsigned text_b64_mask16(const uint8_t *p)
+{
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+    __m128i l = _mm_or_si128(v, _mm_set1_epi8(0x20));
+    __m128i alpha = _mm_and_si128(_mm_cmpgt_epi8(l, _mm_set1_epi8('a' - 1)),
+                                  _mm_cmplt_epi8(l, _mm_set1_epi8('z' + 1)));
+    __m128i slash_digit = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('/' - 1)),
+                                        _mm_cmplt_epi8(v, _mm_set1_epi8('9' + 1)));
+    __m128i plus = _mm_cmpeq_epi8(v, _mm_set1_epi8('+'));
+    return (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(alpha, slash_digit), plus));
+}
+#endif
+
+/* Reports the run p[start..end) plus up to two '=' after it. */
+static bool text_b64_found(const uint8_t *p, size_t n, size_t start, size_t end, size_t *pos,
+                           engine__span *span)
+{
+    size_t pad = end;
+    while (pad < n && pad - end < 2 && p[pad] == '=')
+        pad++;
+    span->off = start;
+    span->len = pad - start;
+    *pos = pad;
+    return true;
+}
+
 bool engine__base64_next(const uint8_t *p, size_t n, size_t *pos, size_t min_run,
                          engine__span *span)
 {
@@ -281,30 +341,51 @@ bool engine__base64_next(const uint8_t *p, size_t n, size_t *pos, size_t min_run
         min_run = TEXT_B64_MIN_RUN;
 
     i = *pos;
+#if defined(__SSE2__)
+    /*
+     * Any run of 31 or more bytes holds a whole 16-byte block of the grid that starts at i, so
+     * for such lengths only blocks that are all alphabet need a closer look: one load and a few
+     * vector operations per 16 bytes of ordinary text.
+     */
+    if (min_run >= 31) {
+        while (n - i >= 16) {
+            if (text_b64_mask16(p + i) != 0xFFFF) {
+                i += 16;
+                continue;
+            }
+            size_t start = i, end = i + 16;
+            while (start > *pos && text_b64_run[p[start - 1]])
+                start--;
+            while (n - end >= 16 && text_b64_mask16(p + end) == 0xFFFF)
+                end += 16;
+            while (end < n && text_b64_run[p[end]])
+                end++;
+            if (end - start >= min_run)
+                return text_b64_found(p, n, start, end, pos, span);
+            if (end == n)
+                return false;
+            i = end + 1;
+        }
+        return false;
+    }
+#endif
     while (n - i >= min_run) {
         size_t k = i + min_run - 1;
-        size_t start, end, pad;
+        size_t start, end;
 
-        if (text_b64[p[k]] == 0) {
+        if (text_b64_run[p[k]] == 0) {
             i = k + 1;
             continue;
         }
         start = k;
-        while (start > i && text_b64[p[start - 1]] != 0)
+        while (start > i && text_b64_run[p[start - 1]] != 0)
             start--;
         end = k + 1;
-        while (end < n && text_b64[p[end]] != 0)
+        while (end < n && text_b64_run[p[end]] != 0)
             end++;
 
-        if (end - start >= min_run) {
-            pad = end;
-            while (pad < n && pad - end < 2 && p[pad] == '=')
-                pad++;
-            span->off = start;
-            span->len = pad - start;
-            *pos = pad;
-            return true;
-        }
+        if (end - start >= min_run)
+            return text_b64_found(p, n, start, end, pos, span);
         if (end == n)
             break;
         i = end + 1;
@@ -581,6 +662,21 @@ static int text_judge(text_stop stop, size_t len, bool raw, bool all_in)
  * stream that ends properly with no output at all counts as none. Returns 0, -1 (not a stream of
  * these formats, or bad arguments) or -2 (out of memory); on failure *out is NULL.
  */
+/*
+ * True when the first 64 bytes are at least 7/8 printable ASCII: compressed data is close to
+ * random (about 3/8 printable), so such a blob is text and not worth a zlib attempt, which costs
+ * two allocations. Can't fail.
+ */
+static bool text_looks_textual(const uint8_t *in, size_t n)
+{
+    size_t m = n < 64 ? n : 64, printable = 0;
+
+    for (size_t i = 0; i < m; i++)
+        printable +=
+            (in[i] >= 0x20 && in[i] < 0x7F) || in[i] == '\t' || in[i] == '\n' || in[i] == '\r';
+    return printable * 8 >= m * 7;
+}
+
 int engine__decompress(const uint8_t *in, size_t n, size_t max_out, uint8_t **out, size_t *out_len,
                        engine__codec *codec, bool *truncated)
 {
@@ -617,6 +713,8 @@ int engine__decompress(const uint8_t *in, size_t n, size_t max_out, uint8_t **ou
     } else if (n >= 2 && in[0] == 0x1F && in[1] == 0x8B) {
         kind = ENGINE__CODEC_GZIP;
         stop = text_inflate(in, n, 31, &o, &all_in);
+    } else if (text_looks_textual(in, n)) {
+        return -1;
     } else if (text_is_zlib(in, n)) {
         kind = ENGINE__CODEC_ZLIB;
         stop = text_inflate(in, n, 15, &o, &all_in);

@@ -15,8 +15,9 @@
 
 /*
  * Decides whether p[0..n) is UTF-16LE text: true if `hinted` (the caller said so) and n is at
- * least 2, or if it starts with the BOM FF FE, or if it has at least 8 bytes and at least 90 %
- * of the bytes at odd offsets in the first 512 are NUL while fewer than 10 % at even offsets are.
+ * least 2, or if it starts with the BOM FF FE, or if it has at least 8 bytes, at least 5 of the
+ * first 8 odd-offset bytes are NUL (a quick reject for the common case), and at least 90 % of
+ * the bytes at odd offsets in the first 512 are NUL while fewer than 10 % at even offsets are.
  * Can't fail.
  */
 bool engine__utf16le_detect(const uint8_t *p, size_t n, bool hinted);
@@ -50,10 +51,11 @@ typedef struct engine__span {
 } engine__span;
 
 /*
- * Finds the next run of at least min_run base64 characters (A-Z a-z 0-9 + / and the URL-safe
- * - _, with up to two trailing '=') starting at or after *pos, skipping ahead cheaply over text
- * that cannot hold one. On success stores the run in *span, advances *pos past it and returns
- * true; returns false when there is none. min_run below 8 is treated as 8. Can't fail.
+ * Finds the next run of at least min_run base64 characters (the standard alphabet A-Z a-z 0-9
+ * + /, with up to two trailing '=') starting at or after *pos, skipping ahead cheaply over text
+ * that cannot hold one (16 bytes at a time with SSE2 when min_run >= 31). On success stores the run
+ * in *span, advances *pos past it and returns true; returns false when there is none. min_run below
+ * 8 is treated as 8. Can't fail.
  */
 bool engine__base64_next(const uint8_t *p, size_t n, size_t *pos, size_t min_run,
                          engine__span *span);
@@ -78,8 +80,9 @@ typedef enum engine__codec {
 const char *engine__codec_name(engine__codec codec);
 
 /*
- * Tries to decompress in[0..n): gzip (1F 8B) and xz (FD 37 7A 58 5A 00) by magic, zlib by a valid
- * CMF/FLG header, else raw deflate. Succeeds only if the stream decodes without error for at least
+ * Tries to decompress in[0..n): gzip (1F 8B) and xz (FD 37 7A 58 5A 00) by magic; input whose
+ * first 64 bytes are at least 7/8 printable ASCII is taken as text and refused; then zlib by a
+ * valid CMF/FLG header, else raw deflate. Succeeds only if the stream decodes without error for at least
  * 16 output bytes (or to its proper end); output beyond max_out is cut off and *truncated set.
  *
  * out:       receives a malloc'd buffer the caller frees with free(); NULL when nothing decoded.

@@ -273,7 +273,7 @@ static void check_decode(const char *in, const void *want, size_t wn)
 /* The reference base64 run finder: reads every byte, no skipping. */
 static bool ref_is_b64(uint8_t c)
 {
-    return c == '-' || c == '_' || (c != 0 && strchr(b64_std, c) != NULL);
+    return c != 0 && strchr(b64_std, c) != NULL;
 }
 
 static bool ref_base64_next(const uint8_t *p, size_t n, size_t *pos, size_t min_run,
@@ -688,10 +688,10 @@ static void test_b64_next_runs(void **state)
     assert_memory_equal(p + s.off, "SGVsbG8gV29ybGQh", 16);
     assert_int_equal(pos, s.off + s.len);
 
-    /* URL-safe characters belong to the run. */
+    /* The URL-safe '-' and '_' are not part of a run: they end it. */
     assert_true(engine__base64_next(p, n, &pos, 8, &s));
-    assert_int_equal(s.len, 19);
-    assert_memory_equal(p + s.off, "aGVsbG8tX3dvcmxk_-8", 19);
+    assert_int_equal(s.len, 16);
+    assert_memory_equal(p + s.off, "aGVsbG8tX3dvcmxk", 16);
 
     /* "short" and "A1b2" are too short; padding is part of the run, at most two '='. */
     assert_true(engine__base64_next(p, n, &pos, 8, &s));
@@ -1158,7 +1158,10 @@ static void test_decompress_rejects_random(void **state)
     }
 }
 
-/* Builds a stored block of len bytes of 'A' (final or not) at p; returns its size. */
+/*
+ * Builds a stored block of len bytes of 0x9A (final or not) at p; returns its size. Not text:
+ * a stored block of text is refused on purpose (its bytes are visible undecoded anyway).
+ */
 static size_t stored_block(uint8_t *p, size_t len, bool final)
 {
     p[0] = final ? 0x01 : 0x00;
@@ -1166,7 +1169,7 @@ static size_t stored_block(uint8_t *p, size_t len, bool final)
     p[2] = (uint8_t)(len >> 8);
     p[3] = (uint8_t)~len;
     p[4] = (uint8_t)(~len >> 8);
-    memset(p + 5, 'A', len);
+    memset(p + 5, 0x9A, len);
     return 5 + len;
 }
 
@@ -1178,7 +1181,7 @@ static void test_decompress_broken(void **state)
     bool truncated;
 
     (void)state;
-    memset(want, 'A', sizeof want);
+    memset(want, 0x9A, sizeof want);
 
     /* Raw deflate: 100 good bytes, then a block of the reserved type 3. Any error rejects. */
     n = stored_block(blob, 100, false);
@@ -1209,6 +1212,14 @@ static void test_decompress_broken(void **state)
     blob[n] = 0x55;
     p = dup_exact(blob, n + 1);
     assert_int_equal(engine__decompress(p, n + 1, 1000, &out, &out_len, &codec, &truncated), -1);
+    free(p);
+
+    /* A stored block of text is text: not tried, its bytes are scanned as they are. */
+    n = stored_block(blob, 100, true);
+    memset(blob + 5, 'A', 100);
+    p = dup_exact(blob, n);
+    assert_int_equal(engine__decompress(p, n, 1000, &out, &out_len, &codec, &truncated), -1);
+    assert_null(out);
     free(p);
 }
 
