@@ -82,8 +82,9 @@ const char *engine__codec_name(engine__codec codec);
 /*
  * Tries to decompress in[0..n): gzip (1F 8B) and xz (FD 37 7A 58 5A 00) by magic; input whose
  * first 64 bytes are at least 7/8 printable ASCII is taken as text and refused; then zlib by a
- * valid CMF/FLG header, else raw deflate. Succeeds only if the stream decodes without error for at least
- * 16 output bytes (or to its proper end); output beyond max_out is cut off and *truncated set.
+ * valid CMF/FLG header, else raw deflate. Succeeds only if the stream decodes without error for at
+ * least 16 output bytes (or to its proper end); output beyond max_out is cut off and *truncated
+ * set.
  *
  * out:       receives a malloc'd buffer the caller frees with free(); NULL when nothing decoded.
  * out_len:   its length.
