@@ -86,7 +86,7 @@ typedef struct engine__meta {
 
 typedef struct engine__rule {
     char *name;
-    char *file;
+    const char *file; /* one of engine__ruleset.files */
     unsigned line;
     char **tags;
     size_t ntags;
@@ -109,6 +109,8 @@ typedef struct engine__ruleset {
     engine__node *nodes;
     size_t nnodes, capnodes;
     uint8_t hash[32]; /* SHA-256 over every file's text, in the order read */
+    char **files;     /* every file read (or the text's name), owned here */
+    size_t nfiles;
     uint32_t *names;  /* open-addressing index of rule names: rule index + 1, 0 = empty */
     size_t names_cap; /* a power of two, at least twice nrules */
 } engine__ruleset;

@@ -69,7 +69,6 @@ void engine__ruleset_cleanup(engine__ruleset *set)
     for (size_t i = 0; i < set->nrules; i++) {
         engine__rule *r = &set->rules[i];
         free(r->name);
-        free(r->file);
         for (size_t j = 0; j < r->ntags; j++)
             free(r->tags[j]);
         free(r->tags);
@@ -89,6 +88,9 @@ void engine__ruleset_cleanup(engine__ruleset *set)
     free(set->strings);
     free(set->nodes);
     free(set->names);
+    for (size_t i = 0; i < set->nfiles; i++)
+        free(set->files[i]);
+    free(set->files);
     memset(set, 0, sizeof(*set));
 }
 
@@ -1352,8 +1354,8 @@ static int parse_rule(parser *ps)
     r->line = line;
     r->first_string = (uint32_t)ps->set->nstrings;
     r->name = tok_dup(ps);
-    r->file = strdup(ps->file);
-    if (r->name == NULL || r->file == NULL || name_add(ps->set, ps->set->nrules - 1) != 0)
+    r->file = ps->file;
+    if (r->name == NULL || name_add(ps->set, ps->set->nrules - 1) != 0)
         return nomem(ps);
     if (next(ps))
         return ps->err;
@@ -1430,6 +1432,19 @@ static int parse_rule(parser *ps)
 /* ------------------------------------------------------------------------------------------ */
 /* Files.                                                                                      */
 
+/* Keeps a copy of a file name for the rules that come from it. Returns it, or NULL. */
+static const char *file_intern(engine__ruleset *set, const char *name)
+{
+    char **files = realloc(set->files, (set->nfiles + 1) * sizeof(char *));
+    if (files == NULL)
+        return NULL;
+    set->files = files;
+    char *copy = strdup(name);
+    if (copy != NULL)
+        set->files[set->nfiles++] = copy;
+    return copy;
+}
+
 /* Reads a whole file into a NUL-terminated buffer. */
 static int read_file(const char *path, char **out, size_t *len, engine_diag *diag, const char *from,
                      unsigned line)
@@ -1441,7 +1456,11 @@ static int read_file(const char *path, char **out, size_t *len, engine_diag *dia
                          from ? "cannot include " : "cannot open ", path, strerror(e));
         return e == ENOENT ? ENGINE_ENOENT : ENGINE_EIO;
     }
+    struct stat st;
     size_t cap = 4096, n = 0;
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 0 &&
+        (uint64_t)st.st_size < MAX_FILE_SIZE)
+        cap = (size_t)st.st_size + 2; /* one read, no regrowth; +1 to see the end */
     char *buf = malloc(cap);
     while (buf != NULL) {
         if (n + 1 >= cap) {
@@ -1529,7 +1548,9 @@ static int parse_file(parser *parent, engine__ruleset *set, EVP_MD_CTX *sha, con
                        parent ? parent->tok.line : 0);
     if (rc == 0) {
         char *dir = strdup(path);
-        if (dir == NULL) {
+        const char *fname = file_intern(set, path);
+        if (dir == NULL || fname == NULL) {
+            free(dir);
             free(text);
             rc = ENGINE_ENOMEM;
         } else {
@@ -1540,7 +1561,7 @@ static int parse_file(parser *parent, engine__ruleset *set, EVP_MD_CTX *sha, con
                 dir[0] = '\0';
             parser ps = {.set = set,
                          .diag = diag,
-                         .file = path,
+                         .file = fname,
                          .dir = dir,
                          .src = text,
                          .p = text,
@@ -1713,9 +1734,14 @@ int engine__rules_parse_text(engine__ruleset *set, const char *text, const char 
         return ENGINE_ENOMEM;
     }
     size_t len = strlen(text);
+    const char *fname = file_intern(set, name ? name : "<string>");
+    if (fname == NULL) {
+        EVP_MD_CTX_free(sha);
+        return ENGINE_ENOMEM;
+    }
     parser ps = {.set = set,
                  .diag = diag,
-                 .file = name ? name : "<string>",
+                 .file = fname,
                  .dir = "",
                  .src = text,
                  .p = text,
