@@ -6,6 +6,8 @@
 #include "broker/config.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,12 +18,114 @@
 static const char *const bundled_rules[] = {AMSI_DEFAULT_RULES};
 static const char *const installed_rules[] = {AMSI_INSTALLED_RULES};
 
+typedef enum { BKEY_STRING, BKEY_UINT, BKEY_SIZE, BKEY_U64 } bkey_type;
+
+/* Section `broker`: every key, its field, default and bounds (strings: default text). */
+typedef struct broker_key {
+    const char *name;
+    bkey_type type;
+    size_t offset;
+    const char *def_text;
+    uint64_t def, min, max;
+} broker_key;
+
+#define BKEY(name, type, text, def, min, max)                                                      \
+    {                                                                                              \
+#name, type, offsetof(broker_settings, name), text, def, min, max                          \
+    }
+
+static const broker_key broker_keys[] = {
+    BKEY(socket, BKEY_STRING, "/run/amsi-broker/scan.sock", 0, 0, 0),
+    BKEY(control_socket, BKEY_STRING, "/run/amsi-broker/control.sock", 0, 0, 0),
+    BKEY(control_group, BKEY_STRING, "", 0, 0, 0),
+    BKEY(threads, BKEY_UINT, NULL, 0, 0, 256),
+    BKEY(pool_threads, BKEY_UINT, NULL, 0, 0, 256),
+    BKEY(queue_depth, BKEY_UINT, NULL, 1024, 2, 1u << 20),
+    BKEY(inline_max, BKEY_SIZE, NULL, 1u << 20, 4096, 64u << 20),
+    BKEY(max_request_size, BKEY_U64, NULL, 256u << 20, 4096, 1ull << 40),
+    BKEY(pool_min, BKEY_SIZE, NULL, 256u << 10, 0, 1ull << 40),
+    BKEY(session_max_bytes, BKEY_U64, NULL, 16u << 20, 0, 1ull << 40),
+    BKEY(session_idle_s, BKEY_UINT, NULL, 300, 1, 86400 * 7),
+    BKEY(sessions_per_conn, BKEY_UINT, NULL, 64, 1, 65536),
+    BKEY(cache_entries, BKEY_UINT, NULL, 4096, 0, 1u << 24),
+};
+
+#undef BKEY
+
+/* Stores a value into the field a key names. Returns 0 or ENGINE_ENOMEM (strings). */
+static int bkey_store(broker_settings *b, const broker_key *k, const char *text, uint64_t v)
+{
+    char *field = (char *)b + k->offset;
+    switch (k->type) {
+    case BKEY_STRING: {
+        char *copy = text[0] ? strdup(text) : NULL;
+        if (text[0] && copy == NULL)
+            return ENGINE_ENOMEM;
+        free(*(char **)(void *)field);
+        *(char **)(void *)field = copy;
+        return 0;
+    }
+    case BKEY_UINT:
+        *(unsigned *)(void *)field = (unsigned)v;
+        return 0;
+    case BKEY_SIZE:
+        *(size_t *)(void *)field = (size_t)v;
+        return 0;
+    case BKEY_U64:
+        *(uint64_t *)(void *)field = v;
+        return 0;
+    }
+    return 0;
+}
+
+static int set_broker_key(broker_settings *b, const char *key, const char *value, char *err,
+                          size_t errlen)
+{
+    for (size_t i = 0; i < sizeof(broker_keys) / sizeof(broker_keys[0]); i++) {
+        const broker_key *k = &broker_keys[i];
+        if (strcmp(k->name, key) != 0)
+            continue;
+        uint64_t v = 0;
+        if (k->type != BKEY_STRING) {
+            if (engine_config_parse_size(value, &v) != 0) {
+                if (errlen > 0)
+                    snprintf(err, errlen, "broker.%s: '%s' is not a non-negative integer", key,
+                             value);
+                return ENGINE_ECONFIG;
+            }
+            if (v < k->min || v > k->max) {
+                if (errlen > 0)
+                    snprintf(err, errlen,
+                             "broker.%s: %" PRIu64 " is out of range [%" PRIu64 "..%" PRIu64 "]",
+                             key, v, k->min, k->max);
+                return ENGINE_ECONFIG;
+            }
+        } else if ((strcmp(key, "socket") == 0 || strcmp(key, "control_socket") == 0) &&
+                   (value[0] == '\0' || strlen(value) >= 108)) {
+            if (errlen > 0)
+                snprintf(err, errlen, "broker.%s: a socket path of 1 to 107 bytes is needed", key);
+            return ENGINE_ECONFIG;
+        }
+        return bkey_store(b, k, value, v);
+    }
+    if (errlen > 0)
+        snprintf(err, errlen, "broker.%s: unknown key", key);
+    return ENGINE_ECONFIG;
+}
+
 int broker_config_init(broker_config *cfg)
 {
     if (cfg == NULL)
         return ENGINE_EINVAL;
     memset(cfg, 0, sizeof(*cfg));
     engine_config_init(&cfg->engine);
+    for (size_t i = 0; i < sizeof(broker_keys) / sizeof(broker_keys[0]); i++) {
+        const broker_key *k = &broker_keys[i];
+        if (bkey_store(&cfg->broker, k, k->def_text ? k->def_text : "", k->def) != 0) {
+            broker_config_cleanup(cfg);
+            return ENGINE_ENOMEM;
+        }
+    }
     return 0;
 }
 
@@ -33,6 +137,9 @@ void broker_config_cleanup(broker_config *cfg)
         free(cfg->rules[i]);
     free(cfg->rules);
     free(cfg->cache_dir);
+    free(cfg->broker.socket);
+    free(cfg->broker.control_socket);
+    free(cfg->broker.control_group);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -95,6 +202,8 @@ int broker_config_set_key(broker_config *cfg, const char *section, const char *k
         }
         return engine_config_set(&cfg->engine, key, value, err, errlen);
     }
+    if (strcmp(section, "broker") == 0)
+        return set_broker_key(&cfg->broker, key, value, err, errlen);
     if (errlen > 0)
         snprintf(err, errlen, "%s.%s: unknown section '%s'", section, key, section);
     return ENGINE_ECONFIG;

@@ -80,8 +80,7 @@ void engine_config_init(engine_config *cfg)
         key_store(cfg, &config_keys[i], config_keys[i].def);
 }
 
-/* Parses a boolean as INI files write it. Returns 0 or -1. */
-static int parse_bool(const char *s, uint64_t *out)
+int engine_config_parse_bool(const char *s, uint64_t *out)
 {
     static const char *const yes[] = {"1", "yes", "true", "on"};
     static const char *const no[] = {"0", "no", "false", "off"};
@@ -98,8 +97,7 @@ static int parse_bool(const char *s, uint64_t *out)
     return -1;
 }
 
-/* Parses an unsigned decimal with an optional K/M/G suffix (powers of 1024). Returns 0 or -1. */
-static int parse_u64(const char *s, uint64_t *out)
+int engine_config_parse_size(const char *s, uint64_t *out)
 {
     if (*s < '0' || *s > '9')
         return -1;
@@ -141,7 +139,8 @@ int engine_config_set(engine_config *cfg, const char *key, const char *value, ch
         if (strcmp(k->name, key) != 0)
             continue;
         uint64_t v;
-        int rc = k->type == KEY_BOOL ? parse_bool(value, &v) : parse_u64(value, &v);
+        int rc = k->type == KEY_BOOL ? engine_config_parse_bool(value, &v)
+                                     : engine_config_parse_size(value, &v);
         if (rc != 0) {
             if (errlen > 0)
                 snprintf(err, errlen, "engine.%s: '%s' is not %s", key, value,

@@ -839,6 +839,24 @@ int engine_stream_write(engine_stream *st, engine_scratch *scratch, const void *
     return rc;
 }
 
+int engine_stream_write_script(engine_stream *st, engine_scratch *scratch, const void *data,
+                               size_t len, unsigned hints, engine_result *result)
+{
+    if (data == NULL || !engine__utf16le_detect(data, len, (hints & ENGINE_HINT_UTF16LE) != 0))
+        return engine_stream_write(st, scratch, data, len, result);
+    size_t cap = len / 2 * 3 + 1;
+    uint8_t *text = malloc(cap);
+    if (text == NULL) {
+        if (result)
+            result_init(result);
+        return ENGINE_ENOMEM;
+    }
+    size_t n = engine__utf16le_narrow(data, len, text, cap);
+    int rc = engine_stream_write(st, scratch, text, n, result);
+    free(text);
+    return rc;
+}
+
 int engine_stream_close(engine_stream *st, engine_scratch *scratch, engine_result *result)
 {
     if (result)

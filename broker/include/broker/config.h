@@ -3,17 +3,37 @@
  * `--set SECTION.KEY=VALUE` overrides applied after it. Each section is owned by the module it
  * configures; this file routes keys and owns the few that are about files (rules, cache).
  *
- * Sections today: `engine` (engine_config keys, plus `rules` and `cache_dir`). The broker,
- * ratelimit, trace and report sections arrive with their modules; until then they are refused.
+ * Sections today: `broker` (broker_settings) and `engine` (engine_config keys, plus `rules` and
+ * `cache_dir`). The ratelimit, trace and report sections arrive with their modules; until then
+ * they are refused.
  */
 #ifndef BROKER_CONFIG_H
 #define BROKER_CONFIG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "engine/engine.h"
 
+/* Section `broker`. */
+typedef struct broker_settings {
+    char *socket;               /* scan socket path */
+    char *control_socket;       /* control socket path */
+    char *control_group;        /* group allowed on the control socket besides root; NULL = root */
+    unsigned threads;           /* I/O-and-scan threads; 0 = one per core */
+    unsigned pool_threads;      /* scan pool threads for large content; 0 = one per core */
+    unsigned queue_depth;       /* pool queue slots; a full queue answers BUSY */
+    size_t inline_max;          /* largest content accepted inline in a frame */
+    uint64_t max_request_size;  /* largest content accepted at all (memfd) */
+    size_t pool_min;            /* content at least this large goes to the pool */
+    uint64_t session_max_bytes; /* script bytes kept per session stream */
+    unsigned session_idle_s;    /* a session unused this long is closed */
+    unsigned sessions_per_conn;
+    unsigned cache_entries; /* verdict cache size; 0 = off */
+} broker_settings;
+
 typedef struct broker_config {
+    broker_settings broker;
     engine_config engine;
     char **rules; /* rule files or directories; empty = the bundled default.yar */
     size_t nrules;

@@ -94,6 +94,14 @@ void engine_config_init(engine_config *cfg);
 int engine_config_set(engine_config *cfg, const char *key, const char *value, char *err,
                       size_t errlen);
 
+/*
+ * The value syntax every config section shares. A boolean is 1/0, yes/no, true/false, on/off (any
+ * case); a size is a decimal with an optional K, M or G suffix (powers of 1024, optionally
+ * followed by B or iB). Return 0, or -1 for a malformed or overflowing value. Can't fail otherwise.
+ */
+int engine_config_parse_bool(const char *text, uint64_t *out);
+int engine_config_parse_size(const char *text, uint64_t *out);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Rules.                                                                                      */
 
@@ -254,6 +262,14 @@ int engine_stream_open(const engine_rules *rules, const char *name, engine_strea
  */
 int engine_stream_write(engine_stream *stream, engine_scratch *scratch, const void *data,
                         size_t len, engine_result *result);
+
+/*
+ * Like engine_stream_write() for script text: UTF-16LE content (hinted with ENGINE_HINT_UTF16LE,
+ * or detected as engine_scan_buffer() does) is narrowed to UTF-8 first, so a session's stream
+ * sees the same text whatever encoding each buffer came in. Same returns.
+ */
+int engine_stream_write_script(engine_stream *stream, engine_scratch *scratch, const void *data,
+                               size_t len, unsigned hints, engine_result *result);
 
 /*
  * Ends the stream (matches that needed the end of data are reported now), fills result if not

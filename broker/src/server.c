@@ -1,0 +1,1167 @@
+/*
+ * server.c - amsid's scan server: W I/O-and-scan threads (W = cores unless configured), each owning
+ * an epoll set, the connections it accepted, and an engine scratch.
+ *
+ * Every thread has the listening socket in its epoll set with EPOLLEXCLUSIVE, so the kernel wakes
+ * one thread per incoming connection and the connections spread over the threads; a connection
+ * then lives on the thread that accepted it, and nothing about it is shared. A request is read,
+ * decided and answered by that thread, run to completion: at most two system calls for a small
+ * request (recvmsg, send), no handoff (DESIGN.md §3 explains why a handoff costs more than the
+ * scan). Identity is read once, at accept.
+ *
+ * A reply the socket cannot take right now (a client that does not read) is kept on the
+ * connection, reading from that connection stops until it drains, and a client that lets more
+ * than MAX_PENDING replies pile up is disconnected: it never blocks a thread or grows memory.
+ *
+ * Rule sets are swapped under a mutex that only reloads and the first request after a reload
+ * take: each thread keeps a reference to the set it scans with and compares a generation number
+ * (one relaxed atomic load) before each request.
+ */
+#include "broker/server.h"
+
+#include "amsi_protocol.h"
+#include "identity.h"
+#include "ring.h"
+#include "verdicts.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#define MAX_PENDING 64
+#define MAX_EVENTS  64
+#define LAT_BUCKETS 64
+
+typedef struct session {
+    uint64_t id;
+    engine_stream *stream;
+    uint64_t bytes;
+    uint64_t last_used_ms;
+} session;
+
+typedef struct pending_reply {
+    struct pending_reply *next;
+    size_t len;
+    uint8_t frame[];
+} pending_reply;
+
+typedef struct conn {
+    int fd;
+    atomic_int refs;  /* the owner thread's, plus one per pool job and handed-back reply */
+    atomic_bool dead; /* closed by its owner; the fd stays open (shut down) until refs drop */
+    struct worker *owner;
+    broker_identity id;
+    session *sessions;
+    unsigned nsessions;
+    uint64_t next_session;
+    pending_reply *out_head, *out_tail;
+    unsigned npending;
+    bool reading; /* EPOLLIN armed */
+    struct conn *prev, *next;
+} conn;
+
+typedef struct worker {
+    struct broker_server *server;
+    pthread_t thread;
+    bool started;
+    int epfd;
+    int wakefd; /* eventfd: stop */
+    engine_scratch *scratch;
+    engine_rules *rules;
+    uint64_t generation;
+    EVP_MD_CTX *digest;
+    uint8_t *rx;
+    size_t rx_cap;
+    conn *conns;
+    pthread_mutex_t done_lock; /* handed-back replies from the pool (the socket was full) */
+    struct done_reply *done;
+} worker;
+
+/* A reply the pool could not send at once, handed back to the connection's owner. */
+typedef struct done_reply {
+    struct done_reply *next;
+    conn *c;
+    size_t len;
+    uint8_t frame[];
+} done_reply;
+
+/* A large scan handed to the pool. */
+typedef struct pool_job {
+    conn *c;
+    uint64_t request_id;
+    uint64_t start_ns;
+    uint16_t type;
+    unsigned hints;
+    const uint8_t *content;
+    uint64_t len;
+    bool mapped; /* content is a memfd mapping, else a malloc'd copy */
+    char name[];
+} pool_job;
+
+typedef struct pool_thread {
+    struct broker_server *server;
+    pthread_t thread;
+    bool started;
+    engine_scratch *scratch;
+    engine_rules *rules;
+    uint64_t generation;
+    EVP_MD_CTX *digest;
+} pool_thread;
+
+struct broker_server {
+    broker_config const *cfg;
+    broker_settings settings;
+    engine_config engine;
+    char *socket_path;
+    int listen_fd;
+    unsigned nworkers;
+    worker *workers;
+    unsigned npool;
+    pool_thread *pool;
+    broker_ring ring;
+    bool ring_ready;
+    broker_verdicts *verdicts; /* NULL when cache_entries is 0 */
+    EVP_MD *sha256;
+    pthread_mutex_t rules_lock;
+    engine_rules *rules;
+    atomic_uint_fast64_t generation;
+    atomic_bool stopping;
+    bool stopped;
+    atomic_uint_fast64_t next_scan_id;
+    /* statistics */
+    atomic_uint_fast64_t st_connections, st_open, st_requests, st_scans, st_notify, st_detected,
+        st_clean, st_limits, st_bad, st_too_large, st_busy, st_engine_errors, st_sessions,
+        st_session_matches, st_bytes, st_reloads, st_cache_hits;
+    atomic_uint_fast64_t lat[LAT_BUCKETS]; /* log2 buckets of scan latency (ns) */
+    atomic_uint_fast64_t lat_max;
+};
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void count(atomic_uint_fast64_t *c)
+{
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+static void refresh_rules(broker_server *s, engine_rules **rules, uint64_t *generation);
+
+/* Records one latency in its log2 bucket (and the maximum). */
+static void record_latency(broker_server *s, uint64_t ns)
+{
+    unsigned b = ns ? 64u - (unsigned)__builtin_clzll(ns) : 0;
+    if (b >= LAT_BUCKETS)
+        b = LAT_BUCKETS - 1;
+    count(&s->lat[b]);
+    uint64_t m = atomic_load_explicit(&s->lat_max, memory_order_relaxed);
+    while (ns > m && !atomic_compare_exchange_weak_explicit(
+                         &s->lat_max, &m, ns, memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Replies.                                                                                    */
+
+static void conn_arm(worker *w, conn *c)
+{
+    struct epoll_event ev = {.events = (c->reading ? EPOLLIN : 0u) | (c->npending ? EPOLLOUT : 0u),
+                             .data.ptr = c};
+    epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/*
+ * Sends a reply frame, or keeps it for later when the socket is full. Returns false when the
+ * connection must be closed (it failed, or the client stopped reading).
+ */
+static bool send_frame(worker *w, conn *c, const uint8_t *frame, size_t len)
+{
+    if (c->npending == 0) {
+        for (;;) {
+            ssize_t n = send(c->fd, frame, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (n >= 0)
+                return true;
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                return false;
+            break;
+        }
+    }
+    if (c->npending >= MAX_PENDING)
+        return false;
+    pending_reply *p = malloc(sizeof(*p) + len);
+    if (p == NULL)
+        return false;
+    p->next = NULL;
+    p->len = len;
+    memcpy(p->frame, frame, len);
+    if (c->out_tail)
+        c->out_tail->next = p;
+    else
+        c->out_head = p;
+    c->out_tail = p;
+    c->npending++;
+    c->reading = false; /* no new requests until the replies drain */
+    conn_arm(w, c);
+    return true;
+}
+
+/* Sends what is pending. Returns false when the connection must be closed. */
+static bool flush_pending(worker *w, conn *c)
+{
+    while (c->out_head) {
+        pending_reply *p = c->out_head;
+        ssize_t n = send(c->fd, p->frame, p->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return true;
+        if (n < 0)
+            return false;
+        c->out_head = p->next;
+        if (c->out_head == NULL)
+            c->out_tail = NULL;
+        c->npending--;
+        free(p);
+    }
+    c->reading = true;
+    conn_arm(w, c);
+    return true;
+}
+
+typedef struct reply_fields {
+    uint32_t status;
+    uint32_t amsi_result;
+    uint64_t session_id;
+    const char *rule;
+    const char *object;
+    const char *reason;
+} reply_fields;
+
+static bool reply(worker *w, conn *c, uint64_t request_id, uint64_t scan_id, const reply_fields *f)
+{
+    amsi_proto_reply rep = {.request_id = request_id,
+                            .session_id = f->session_id,
+                            .scan_id = scan_id,
+                            .status = f->status,
+                            .amsi_result = f->amsi_result,
+                            .rule = f->rule ? f->rule : "",
+                            .rule_len = f->rule ? (uint32_t)strlen(f->rule) : 0,
+                            .object = f->object ? f->object : "",
+                            .object_len = f->object ? (uint32_t)strlen(f->object) : 0,
+                            .reason = f->reason ? f->reason : "",
+                            .reason_len = f->reason ? (uint32_t)strlen(f->reason) : 0};
+    uint8_t frame[AMSI_PROTO_MAX_REPLY];
+    size_t len;
+    if (amsi_proto_encode_reply(&rep, frame, sizeof(frame), &len) != 0)
+        return false;
+    count(&w->server->st_requests);
+    return send_frame(w, c, frame, len);
+}
+
+/* A reply that is only a status. */
+static bool reply_status(worker *w, conn *c, uint64_t request_id, uint32_t status,
+                         const char *reason)
+{
+    reply_fields f = {.status = status,
+                      .amsi_result = ENGINE_AMSI_NOT_DETECTED,
+                      .reason = reason ? reason : amsi_proto_status_message(status)};
+    uint64_t scan_id = atomic_fetch_add_explicit(&w->server->next_scan_id, 1, memory_order_relaxed);
+    return reply(w, c, request_id, scan_id, &f);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Sessions.                                                                                   */
+
+static session *session_find(conn *c, uint64_t id)
+{
+    for (unsigned i = 0; i < c->nsessions; i++)
+        if (c->sessions[i].id == id)
+            return &c->sessions[i];
+    return NULL;
+}
+
+static void session_drop(worker *w, conn *c, unsigned i)
+{
+    engine_stream_close(c->sessions[i].stream, NULL, NULL);
+    c->sessions[i] = c->sessions[--c->nsessions];
+    atomic_fetch_sub_explicit(&w->server->st_sessions, 1, memory_order_relaxed);
+}
+
+/* Closes sessions idle for longer than session_idle_s. */
+static void sessions_expire(worker *w, conn *c, uint64_t now_ms)
+{
+    uint64_t idle_ms = (uint64_t)w->server->settings.session_idle_s * 1000u;
+    for (unsigned i = 0; i < c->nsessions;) {
+        if (now_ms - c->sessions[i].last_used_ms > idle_ms)
+            session_drop(w, c, i);
+        else
+            i++;
+    }
+}
+
+static bool handle_session_open(worker *w, conn *c, const amsi_proto_request *req)
+{
+    broker_server *s = w->server;
+    uint64_t now_ms = now_ns() / 1000000u;
+    sessions_expire(w, c, now_ms);
+    if (c->nsessions >= s->settings.sessions_per_conn)
+        return reply_status(w, c, req->request_id, AMSI_PROTO_STATUS_BUSY,
+                            "too many sessions on this connection");
+    session *ns = realloc(c->sessions, (c->nsessions + 1) * sizeof(*ns));
+    if (ns == NULL)
+        return reply_status(w, c, req->request_id, AMSI_PROTO_STATUS_ENGINE_ERROR, "out of memory");
+    c->sessions = ns;
+    engine_stream *st = NULL;
+    refresh_rules(s, &w->rules, &w->generation);
+    if (engine_stream_open(w->rules, "session", &st) != 0)
+        return reply_status(w, c, req->request_id, AMSI_PROTO_STATUS_ENGINE_ERROR,
+                            "cannot open a session stream");
+    session *se = &c->sessions[c->nsessions++];
+    *se = (session){.id = ++c->next_session, .stream = st, .last_used_ms = now_ms};
+    count(&s->st_sessions);
+    reply_fields f = {.status = AMSI_PROTO_STATUS_OK,
+                      .amsi_result = ENGINE_AMSI_NOT_DETECTED,
+                      .session_id = se->id};
+    return reply(w, c, req->request_id,
+                 atomic_fetch_add_explicit(&s->next_scan_id, 1, memory_order_relaxed), &f);
+}
+
+static bool handle_session_close(worker *w, conn *c, const amsi_proto_request *req)
+{
+    for (unsigned i = 0; i < c->nsessions; i++) {
+        if (c->sessions[i].id == req->session_id) {
+            session_drop(w, c, i);
+            reply_fields f = {.status = AMSI_PROTO_STATUS_OK,
+                              .amsi_result = ENGINE_AMSI_NOT_DETECTED,
+                              .session_id = req->session_id};
+            return reply(
+                w, c, req->request_id,
+                atomic_fetch_add_explicit(&w->server->next_scan_id, 1, memory_order_relaxed), &f);
+        }
+    }
+    return reply_status(w, c, req->request_id, AMSI_PROTO_STATUS_NO_SESSION, NULL);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Scans.                                                                                      */
+
+/*
+ * Takes the newest rule set if a reload happened since this thread last looked: one atomic load
+ * per request, the lock only after a reload.
+ */
+static void refresh_rules(broker_server *s, engine_rules **rules, uint64_t *generation)
+{
+    uint64_t gen = atomic_load_explicit(&s->generation, memory_order_acquire);
+    if (gen == *generation)
+        return;
+    pthread_mutex_lock(&s->rules_lock);
+    engine_rules *r = engine_rules_ref(s->rules);
+    gen = atomic_load_explicit(&s->generation, memory_order_relaxed);
+    pthread_mutex_unlock(&s->rules_lock);
+    engine_rules_unref(*rules);
+    *rules = r;
+    *generation = gen;
+}
+
+/* Maps a memfd's content after checking its seals and size. Returns 0 or a reply status. */
+static uint32_t map_memfd(broker_server *s, int fd, uint64_t len, const uint8_t **out)
+{
+    int seals = fcntl(fd, F_GET_SEALS);
+    int need = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
+    struct stat st;
+    if (seals < 0 || (seals & need) != need || fstat(fd, &st) != 0 || (uint64_t)st.st_size != len)
+        return AMSI_PROTO_STATUS_BAD_REQUEST;
+    if (len > s->settings.max_request_size)
+        return AMSI_PROTO_STATUS_TOO_LARGE;
+    if (len == 0) {
+        *out = (const uint8_t *)"";
+        return AMSI_PROTO_STATUS_OK;
+    }
+    void *p = mmap(NULL, (size_t)len, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        return AMSI_PROTO_STATUS_ENGINE_ERROR;
+    *out = p;
+    return AMSI_PROTO_STATUS_OK;
+}
+
+/* The scanning state a thread brings to a scan: its rules, scratch and digest context. */
+typedef struct scan_env {
+    engine_rules *rules;
+    uint64_t generation;
+    engine_scratch *scratch;
+    EVP_MD_CTX *digest;
+} scan_env;
+
+/*
+ * Scans content and fills the reply fields, answering from the verdict cache when the same
+ * content was scanned with the same rule set before. The strings in *f point into *res or *hit,
+ * which must live until the reply is sent (the caller cleans up *res). Counts engine errors.
+ * Returns the engine's code (0 when the scan ran or the cache answered).
+ */
+static int scan_content(broker_server *s, const scan_env *env, const uint8_t *content, size_t len,
+                        const char *name, unsigned hints, reply_fields *f, engine_result *res,
+                        broker_verdict *hit)
+{
+    *f = (reply_fields){.status = AMSI_PROTO_STATUS_OK, .amsi_result = ENGINE_AMSI_NOT_DETECTED};
+    uint8_t key[32];
+    unsigned key_len = 0;
+    /* The hints change how content is read, so they are part of the key. */
+    uint8_t tag = (uint8_t)hints;
+    bool keyed = s->verdicts != NULL && EVP_DigestInit_ex2(env->digest, s->sha256, NULL) == 1 &&
+                 EVP_DigestUpdate(env->digest, &tag, 1) == 1 &&
+                 EVP_DigestUpdate(env->digest, content, len) == 1 &&
+                 EVP_DigestFinal_ex(env->digest, key, &key_len) == 1 && key_len == 32;
+    if (keyed && broker_verdicts_get(s->verdicts, key, env->generation, hit)) {
+        count(&s->st_cache_hits);
+        f->amsi_result = hit->amsi_result;
+        f->rule = hit->rule[0] ? hit->rule : NULL;
+        if (f->rule) {
+            /* The cache keeps the path below the root: the root is this request's name. */
+            char below[sizeof(hit->object)];
+            snprintf(below, sizeof(below), "%s", hit->object);
+            snprintf(hit->object, sizeof(hit->object), "%s%s", name, below);
+            f->object = hit->object;
+        }
+        return 0;
+    }
+    int rc =
+        engine_scan_buffer(env->rules, env->scratch, &s->engine, content, len, name, hints, res);
+    if (rc != 0) {
+        f->status = AMSI_PROTO_STATUS_ENGINE_ERROR;
+        f->reason = engine_strerror(rc);
+        count(&s->st_engine_errors);
+        return rc;
+    }
+    f->amsi_result = (uint32_t)res->amsi_result;
+    if (res->verdict == ENGINE_VERDICT_DETECTED) {
+        f->rule = res->matches[0].rule;
+        f->object = res->object;
+    } else if (res->verdict == ENGINE_VERDICT_LIMIT || res->verdict == ENGINE_VERDICT_ERROR) {
+        f->status = AMSI_PROTO_STATUS_LIMIT;
+        f->reason = res->reason;
+    }
+    atomic_fetch_add_explicit(&s->st_bytes, res->bytes_scanned, memory_order_relaxed);
+    if (keyed &&
+        (res->verdict == ENGINE_VERDICT_DETECTED || res->verdict == ENGINE_VERDICT_CLEAN)) {
+        broker_verdict v = {.amsi_result = f->amsi_result};
+        snprintf(v.rule, sizeof(v.rule), "%s", f->rule ? f->rule : "");
+        const char *below = f->object ? strchr(f->object, '>') : NULL;
+        snprintf(v.object, sizeof(v.object), "%s", below ? below : "");
+        broker_verdicts_put(s->verdicts, key, env->generation, &v);
+    }
+    return 0;
+}
+
+/* Counts a scan's outcome. */
+static void count_outcome(broker_server *s, const reply_fields *f)
+{
+    if (f->amsi_result == ENGINE_AMSI_DETECTED)
+        count(&s->st_detected);
+    else if (f->status == AMSI_PROTO_STATUS_LIMIT)
+        count(&s->st_limits);
+    else if (f->status == AMSI_PROTO_STATUS_OK)
+        count(&s->st_clean);
+}
+
+/*
+ * Hands a large scan to the pool (DESIGN.md §3: large content never holds up the small scans on
+ * this thread). The job owns a copy of inline content, or the memfd mapping. Returns false when
+ * the connection must be closed; answers BUSY at once when the queue is full.
+ */
+static bool enqueue_scan(worker *w, conn *c, const amsi_proto_request *req, const uint8_t *content,
+                         bool mapped, unsigned hints, uint64_t start)
+{
+    broker_server *s = w->server;
+    pool_job *job = malloc(sizeof(*job) + req->name_len + 1);
+    uint8_t *copy = NULL;
+    if (job != NULL && !mapped && req->content_len > 0 &&
+        (copy = malloc((size_t)req->content_len)) == NULL) {
+        free(job);
+        job = NULL;
+    }
+    if (job == NULL) {
+        if (mapped)
+            munmap((void *)(uintptr_t)content, (size_t)req->content_len);
+        return reply_status(w, c, req->request_id, AMSI_PROTO_STATUS_ENGINE_ERROR, "out of memory");
+    }
+    if (copy)
+        memcpy(copy, content, (size_t)req->content_len);
+    *job = (pool_job){.c = c,
+                      .request_id = req->request_id,
+                      .start_ns = start,
+                      .type = req->type,
+                      .hints = hints,
+                      .content = copy ? copy : content,
+                      .len = req->content_len,
+                      .mapped = mapped};
+    memcpy(job->name, req->name, req->name_len);
+    job->name[req->name_len] = '\0';
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+    if (broker_ring_try_push(&s->ring, job) == 0)
+        return true;
+    atomic_fetch_sub_explicit(&c->refs, 1, memory_order_relaxed);
+    if (mapped && req->content_len > 0)
+        munmap((void *)(uintptr_t)content, (size_t)req->content_len);
+    free(copy);
+    free(job);
+    count(&s->st_busy);
+    return reply_status(w, c, req->request_id, AMSI_PROTO_STATUS_BUSY, NULL);
+}
+
+static bool handle_scan(worker *w, conn *c, const amsi_proto_request *req, int memfd)
+{
+    broker_server *s = w->server;
+    uint64_t start = now_ns();
+    const uint8_t *content = req->content;
+    uint64_t len = req->content_len;
+    bool mapped = false;
+    if (req->flags & AMSI_PROTO_F_MEMFD) {
+        if (memfd < 0)
+            return reply_status(w, c, req->request_id, AMSI_PROTO_STATUS_BAD_REQUEST,
+                                "memfd flag without a descriptor");
+        uint32_t st = map_memfd(s, memfd, len, &content);
+        if (st != AMSI_PROTO_STATUS_OK) {
+            count(st == AMSI_PROTO_STATUS_TOO_LARGE ? &s->st_too_large : &s->st_bad);
+            return reply_status(w, c, req->request_id, st, NULL);
+        }
+        mapped = len > 0;
+    }
+    session *se = NULL;
+    if (req->session_id != 0 && (se = session_find(c, req->session_id)) == NULL) {
+        if (mapped)
+            munmap((void *)(uintptr_t)content, (size_t)len);
+        return reply_status(w, c, req->request_id, AMSI_PROTO_STATUS_NO_SESSION, NULL);
+    }
+    count(req->type == AMSI_PROTO_NOTIFY ? &s->st_notify : &s->st_scans);
+    unsigned hints = (req->flags & AMSI_PROTO_F_UTF16) ? ENGINE_HINT_UTF16LE : 0;
+    /* Session scans stay here: the session's stream belongs to this connection's thread. */
+    if (se == NULL && s->npool > 0 && (mapped || len >= s->settings.pool_min))
+        return enqueue_scan(w, c, req, content, mapped, hints, start);
+    refresh_rules(s, &w->rules, &w->generation);
+    char name[AMSI_PROTO_MAX_NAME + 1];
+    memcpy(name, req->name, req->name_len);
+    name[req->name_len] = '\0';
+    reply_fields f;
+    engine_result res = {0}, sres = {0};
+    broker_verdict hit;
+    scan_env env = {w->rules, w->generation, w->scratch, w->digest};
+    int rc = scan_content(s, &env, content, (size_t)len, req->name_len ? name : "buffer", hints, &f,
+                          &res, &hit);
+    if (se != NULL) {
+        /* The session's stream sees the script text across buffers: a signature split over two
+         * script blocks is found by the same rules. Bounded by session_max_bytes. */
+        se->last_used_ms = start / 1000000u;
+        f.session_id = se->id;
+        if (rc == 0 && f.amsi_result != ENGINE_AMSI_DETECTED &&
+            se->bytes + len <= s->settings.session_max_bytes) {
+            se->bytes += len;
+            if (engine_stream_write_script(se->stream, w->scratch, content, (size_t)len, hints,
+                                           &sres) == 0 &&
+                sres.verdict == ENGINE_VERDICT_DETECTED) {
+                f.amsi_result = ENGINE_AMSI_DETECTED;
+                f.rule = sres.matches[0].rule;
+                f.object = "session";
+                count(&s->st_session_matches);
+            }
+        }
+    }
+    count_outcome(s, &f);
+    uint64_t scan_id = atomic_fetch_add_explicit(&s->next_scan_id, 1, memory_order_relaxed);
+    bool ok = reply(w, c, req->request_id, scan_id, &f);
+    engine_result_cleanup(&sres);
+    engine_result_cleanup(&res);
+    if (mapped)
+        munmap((void *)(uintptr_t)content, (size_t)len);
+    record_latency(s, now_ns() - start);
+    return ok;
+}
+
+/* Reads and answers one frame. Returns false when the connection must be closed. */
+static bool handle_frame(worker *w, conn *c)
+{
+    broker_server *s = w->server;
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * 4)];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = {w->rx, w->rx_cap};
+    struct msghdr msg = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl)};
+    ssize_t n = recvmsg(c->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+    if (n == 0)
+        return false; /* the client closed */
+    /* Collect passed descriptors: at most one is meaningful; any others are closed at once. */
+    int memfd = -1;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < nfd; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+            if (memfd < 0)
+                memfd = fd;
+            else
+                close(fd);
+        }
+    }
+    amsi_proto_request req;
+    bool keep = true;
+    if (msg.msg_flags & MSG_TRUNC) {
+        /* Longer than the largest inline frame: answered without reading it (the kernel has
+         * dropped the rest of the message). */
+        int rc = amsi_proto_decode_request(w->rx, AMSI_PROTO_REQ_HEADER, &req);
+        count(&s->st_too_large);
+        keep = reply_status(w, c, rc == AMSI_PROTO_ESHORT || rc == 0 ? req.request_id : 0,
+                            AMSI_PROTO_STATUS_TOO_LARGE, NULL);
+    } else {
+        int rc = amsi_proto_decode_request(w->rx, (size_t)n, &req);
+        if (rc == AMSI_PROTO_EVERSION) {
+            count(&s->st_bad);
+            keep = reply_status(w, c, req.request_id, AMSI_PROTO_STATUS_UNSUPPORTED_VERSION, NULL);
+            keep = false;
+        } else if (rc != 0) {
+            /* A malformed frame closes only this connection, after saying why. */
+            count(&s->st_bad);
+            reply_status(w, c, 0, AMSI_PROTO_STATUS_BAD_REQUEST, NULL);
+            keep = false;
+        } else if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
+            keep = reply_status(w, c, req.request_id, AMSI_PROTO_STATUS_SHUTTING_DOWN, NULL);
+        } else {
+            switch (req.type) {
+            case AMSI_PROTO_SCAN:
+            case AMSI_PROTO_NOTIFY:
+                keep = handle_scan(w, c, &req, memfd);
+                break;
+            case AMSI_PROTO_SESSION_OPEN:
+                keep = handle_session_open(w, c, &req);
+                break;
+            case AMSI_PROTO_SESSION_CLOSE:
+                keep = handle_session_close(w, c, &req);
+                break;
+            case AMSI_PROTO_PING:
+            default:
+                keep = reply_status(w, c, req.request_id, AMSI_PROTO_STATUS_OK, "pong");
+                break;
+            }
+        }
+    }
+    if (memfd >= 0)
+        close(memfd);
+    return keep;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Connections and threads.                                                                    */
+
+/* Drops one reference; the last one closes the descriptor and frees the connection. */
+static void conn_unref(conn *c)
+{
+    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    close(c->fd);
+    broker_identity_cleanup(&c->id);
+    free(c);
+}
+
+/*
+ * Closes a connection on its owner thread. The descriptor is shut down at once (so a pool thread
+ * still holding the connection cannot reach the client any more) but stays open, and so cannot
+ * be reused for another client, until the last reference goes.
+ */
+static void conn_close(worker *w, conn *c)
+{
+    epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    shutdown(c->fd, SHUT_RDWR);
+    atomic_store_explicit(&c->dead, true, memory_order_release);
+    while (c->nsessions)
+        session_drop(w, c, 0);
+    free(c->sessions);
+    c->sessions = NULL;
+    while (c->out_head) {
+        pending_reply *p = c->out_head;
+        c->out_head = p->next;
+        free(p);
+    }
+    c->out_tail = NULL;
+    c->npending = 0;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    atomic_fetch_sub_explicit(&w->server->st_open, 1, memory_order_relaxed);
+    conn_unref(c);
+}
+
+/* Sends the replies the pool handed back (their sockets were full at the time). */
+static void take_done(worker *w)
+{
+    pthread_mutex_lock(&w->done_lock);
+    done_reply *d = w->done;
+    w->done = NULL;
+    pthread_mutex_unlock(&w->done_lock);
+    while (d) {
+        done_reply *next = d->next;
+        conn *c = d->c;
+        if (!atomic_load_explicit(&c->dead, memory_order_acquire) &&
+            !send_frame(w, c, d->frame, d->len))
+            conn_close(w, c);
+        conn_unref(c);
+        free(d);
+        d = next;
+    }
+}
+
+static void accept_all(worker *w)
+{
+    broker_server *s = w->server;
+    for (;;) {
+        int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return; /* EAGAIN: another thread took it, or none left; EMFILE: try later */
+        conn *c = calloc(1, sizeof(*c));
+        if (c == NULL) {
+            close(fd);
+            continue;
+        }
+        c->fd = fd;
+        c->reading = true;
+        c->owner = w;
+        atomic_init(&c->refs, 1);
+        atomic_init(&c->dead, false);
+        if (broker_identity_read(fd, &c->id) != 0) {
+            free(c);
+            close(fd);
+            continue;
+        }
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+        if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+            broker_identity_cleanup(&c->id);
+            free(c);
+            close(fd);
+            continue;
+        }
+        c->next = w->conns;
+        if (w->conns)
+            w->conns->prev = c;
+        w->conns = c;
+        count(&s->st_connections);
+        count(&s->st_open);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    broker_server *s = w->server;
+    struct epoll_event events[MAX_EVENTS];
+    while (!atomic_load_explicit(&s->stopping, memory_order_acquire)) {
+        int n = epoll_wait(w->epfd, events, MAX_EVENTS, 1000);
+        for (int i = 0; i < n; i++) {
+            void *p = events[i].data.ptr;
+            if (p == NULL) {
+                accept_all(w);
+                continue;
+            }
+            if (p == (void *)w) {
+                uint64_t v;
+                (void)!read(w->wakefd, &v, sizeof(v));
+                take_done(w);
+                continue; /* also a stop: the loop condition decides */
+            }
+            conn *c = p;
+            bool keep = true;
+            if (events[i].events & EPOLLOUT)
+                keep = flush_pending(w, c);
+            /* One frame per readiness: epoll is level-triggered, so a connection with more
+             * frames queued comes back on the next wait, after the others had their turn. A
+             * small request costs recvmsg + send. */
+            if (keep && c->reading && (events[i].events & EPOLLIN))
+                keep = handle_frame(w, c);
+            else if (keep && (events[i].events & (EPOLLHUP | EPOLLERR)) &&
+                     !(events[i].events & EPOLLIN))
+                keep = false;
+            if (!keep)
+                conn_close(w, c);
+        }
+    }
+    return NULL;
+}
+
+static void worker_cleanup(worker *w)
+{
+    /* Replies handed back after this thread stopped: their clients are being disconnected. */
+    while (w->done) {
+        done_reply *d = w->done;
+        w->done = d->next;
+        conn_unref(d->c);
+        free(d);
+    }
+    pthread_mutex_destroy(&w->done_lock);
+    while (w->conns)
+        conn_close(w, w->conns);
+    if (w->epfd >= 0)
+        close(w->epfd);
+    if (w->wakefd >= 0)
+        close(w->wakefd);
+    engine_scratch_destroy(w->scratch);
+    engine_rules_unref(w->rules);
+    EVP_MD_CTX_free(w->digest);
+    free(w->rx);
+}
+
+/* Encodes and sends a pool thread's reply; a full socket hands the frame to the owner. */
+static void pool_reply(broker_server *s, conn *c, uint64_t request_id, const reply_fields *f)
+{
+    if (atomic_load_explicit(&c->dead, memory_order_acquire))
+        return;
+    amsi_proto_reply rep = {
+        .request_id = request_id,
+        .scan_id = atomic_fetch_add_explicit(&s->next_scan_id, 1, memory_order_relaxed),
+        .status = f->status,
+        .amsi_result = f->amsi_result,
+        .rule = f->rule ? f->rule : "",
+        .rule_len = f->rule ? (uint32_t)strlen(f->rule) : 0,
+        .object = f->object ? f->object : "",
+        .object_len = f->object ? (uint32_t)strlen(f->object) : 0,
+        .reason = f->reason ? f->reason : "",
+        .reason_len = f->reason ? (uint32_t)strlen(f->reason) : 0};
+    uint8_t frame[AMSI_PROTO_MAX_REPLY];
+    size_t len;
+    if (amsi_proto_encode_reply(&rep, frame, sizeof(frame), &len) != 0)
+        return;
+    count(&s->st_requests);
+    /* One SOCK_SEQPACKET message is delivered whole even when another thread sends too. */
+    ssize_t n;
+    do
+        n = send(c->fd, frame, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+        return;
+    done_reply *d = malloc(sizeof(*d) + len);
+    if (d == NULL)
+        return;
+    worker *w = c->owner;
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+    d->c = c;
+    d->len = len;
+    memcpy(d->frame, frame, len);
+    pthread_mutex_lock(&w->done_lock);
+    d->next = w->done;
+    w->done = d;
+    pthread_mutex_unlock(&w->done_lock);
+    uint64_t one = 1;
+    (void)!write(w->wakefd, &one, sizeof(one));
+}
+
+/* A pool thread: takes large scans off the ring until it is closed and empty. */
+static void *pool_main(void *arg)
+{
+    pool_thread *pt = arg;
+    broker_server *s = pt->server;
+    void *item;
+    while (broker_ring_pop_wait(&s->ring, &item, -1) == 0) {
+        pool_job *job = item;
+        refresh_rules(s, &pt->rules, &pt->generation);
+        reply_fields f;
+        engine_result res = {0};
+        broker_verdict hit;
+        scan_env env = {pt->rules, pt->generation, pt->scratch, pt->digest};
+        scan_content(s, &env, job->content, (size_t)job->len, job->name[0] ? job->name : "buffer",
+                     job->hints, &f, &res, &hit);
+        count_outcome(s, &f);
+        pool_reply(s, job->c, job->request_id, &f);
+        engine_result_cleanup(&res);
+        record_latency(s, now_ns() - job->start_ns);
+        if (job->mapped)
+            munmap((void *)(uintptr_t)job->content, (size_t)job->len);
+        else
+            free((void *)(uintptr_t)job->content);
+        conn_unref(job->c);
+        free(job);
+    }
+    return NULL;
+}
+
+/* Binds the scan socket, replacing a stale one but never a live broker's. */
+static int bind_socket(const char *path, char *err, size_t errlen)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(addr.sun_path)) {
+        snprintf(err, errlen, "socket path too long: %s", path);
+        return -ENAMETOOLONG;
+    }
+    memcpy(addr.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -errno;
+    }
+    int rc = bind(fd, (struct sockaddr *)&addr, sizeof(addr));
+    if (rc != 0 && errno == EADDRINUSE) {
+        int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        bool live = probe >= 0 && connect(probe, (struct sockaddr *)&addr, sizeof(addr)) == 0;
+        if (probe >= 0)
+            close(probe);
+        if (live) {
+            snprintf(err, errlen, "%s: another broker is listening there", path);
+            close(fd);
+            return -EADDRINUSE;
+        }
+        unlink(path); /* a stale socket from a broker that did not stop cleanly */
+        rc = bind(fd, (struct sockaddr *)&addr, sizeof(addr));
+    }
+    if (rc != 0 || listen(fd, 1024) != 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(e));
+        close(fd);
+        return -e;
+    }
+    chmod(path, 0666); /* any local user may scan, as with AMSI */
+    return fd;
+}
+
+int broker_server_create(const broker_config *cfg, engine_rules *rules, int listen_fd,
+                         broker_server **out, char *err, size_t errlen)
+{
+    broker_server *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return -ENOMEM;
+    s->cfg = cfg;
+    s->settings = cfg->broker;
+    s->engine = cfg->engine;
+    s->socket_path = strdup(cfg->broker.socket);
+    s->listen_fd = -1;
+    pthread_mutex_init(&s->rules_lock, NULL);
+    s->rules = engine_rules_ref(rules);
+    atomic_init(&s->generation, 1);
+    s->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (cfg->broker.cache_entries > 0)
+        s->verdicts = broker_verdicts_create(cfg->broker.cache_entries);
+    atomic_init(&s->next_scan_id, 1);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    s->nworkers = cfg->broker.threads ? cfg->broker.threads : (unsigned)(cores > 0 ? cores : 1);
+    s->workers = calloc(s->nworkers, sizeof(worker));
+    for (unsigned i = 0; s->workers && i < s->nworkers; i++)
+        s->workers[i].epfd = s->workers[i].wakefd = -1;
+    if (s->socket_path == NULL || s->workers == NULL || s->sha256 == NULL ||
+        (cfg->broker.cache_entries > 0 && s->verdicts == NULL)) {
+        broker_server_destroy(s);
+        return -ENOMEM;
+    }
+    int fd = listen_fd;
+    if (fd >= 0) {
+        /* Passed in by systemd: not ours to unlink at exit. */
+        free(s->socket_path);
+        s->socket_path = NULL;
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    } else {
+        fd = bind_socket(s->socket_path, err, errlen);
+    }
+    if (fd < 0) {
+        free(s->socket_path);
+        s->socket_path = NULL; /* not ours: do not unlink it */
+        broker_server_destroy(s);
+        return fd;
+    }
+    s->listen_fd = fd;
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        worker *w = &s->workers[i];
+        w->server = s;
+        w->epfd = epoll_create1(EPOLL_CLOEXEC);
+        w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        w->rx_cap = AMSI_PROTO_REQ_HEADER + AMSI_PROTO_MAX_APP + AMSI_PROTO_MAX_NAME +
+                    s->settings.inline_max;
+        w->rx = malloc(w->rx_cap);
+        w->rules = engine_rules_ref(rules);
+        w->generation = 1;
+        w->digest = EVP_MD_CTX_new();
+        pthread_mutex_init(&w->done_lock, NULL);
+        int rc = w->epfd < 0 || w->wakefd < 0 || w->rx == NULL || w->digest == NULL
+                     ? -ENOMEM
+                     : engine_scratch_create(rules, &w->scratch);
+        struct epoll_event lev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = NULL};
+        struct epoll_event wev = {.events = EPOLLIN, .data.ptr = w};
+        if (rc != 0 || epoll_ctl(w->epfd, EPOLL_CTL_ADD, s->listen_fd, &lev) != 0 ||
+            epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wakefd, &wev) != 0) {
+            snprintf(err, errlen, "cannot set up thread %u", i);
+            broker_server_destroy(s);
+            return -ENOMEM;
+        }
+    }
+    s->npool =
+        cfg->broker.pool_threads ? cfg->broker.pool_threads : (unsigned)(cores > 0 ? cores : 1);
+    s->pool = calloc(s->npool, sizeof(pool_thread));
+    if (s->pool == NULL || broker_ring_init(&s->ring, cfg->broker.queue_depth) != 0) {
+        snprintf(err, errlen, "cannot set up the scan pool");
+        broker_server_destroy(s);
+        return -ENOMEM;
+    }
+    s->ring_ready = true;
+    for (unsigned i = 0; i < s->npool; i++) {
+        pool_thread *pt = &s->pool[i];
+        pt->server = s;
+        pt->rules = engine_rules_ref(rules);
+        pt->generation = 1;
+        pt->digest = EVP_MD_CTX_new();
+        if (pt->digest == NULL || engine_scratch_create(rules, &pt->scratch) != 0) {
+            snprintf(err, errlen, "cannot set up pool thread %u", i);
+            broker_server_destroy(s);
+            return -ENOMEM;
+        }
+    }
+    /* Socket buffers sized for the largest inline request. */
+    int sz = (int)(s->settings.inline_max + 65536);
+    setsockopt(s->listen_fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+    *out = s;
+    return 0;
+}
+
+int broker_server_start(broker_server *s)
+{
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        int rc = pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
+        if (rc != 0)
+            return -rc;
+        s->workers[i].started = true;
+    }
+    for (unsigned i = 0; i < s->npool; i++) {
+        int rc = pthread_create(&s->pool[i].thread, NULL, pool_main, &s->pool[i]);
+        if (rc != 0)
+            return -rc;
+        s->pool[i].started = true;
+    }
+    return 0;
+}
+
+void broker_server_swap_rules(broker_server *s, engine_rules *rules)
+{
+    pthread_mutex_lock(&s->rules_lock);
+    engine_rules *old = s->rules;
+    s->rules = engine_rules_ref(rules);
+    atomic_fetch_add_explicit(&s->generation, 1, memory_order_release);
+    pthread_mutex_unlock(&s->rules_lock);
+    engine_rules_unref(old);
+    count(&s->st_reloads);
+}
+
+/* The smallest latency bound below which a fraction q of the recorded latencies fall. */
+static uint64_t percentile(const uint64_t *buckets, uint64_t total, double q)
+{
+    if (total == 0)
+        return 0;
+    uint64_t want = (uint64_t)((double)total * q), seen = 0;
+    for (unsigned b = 0; b < LAT_BUCKETS; b++) {
+        seen += buckets[b];
+        if (seen > want)
+            return b == 0 ? 1 : (1ull << b) - 1;
+    }
+    return UINT64_MAX;
+}
+
+void broker_server_stats(broker_server *s, broker_stats *st)
+{
+#define LOAD(x) atomic_load_explicit(&s->x, memory_order_relaxed)
+    *st = (broker_stats){.connections = LOAD(st_connections),
+                         .open_connections = LOAD(st_open),
+                         .requests = LOAD(st_requests),
+                         .scans = LOAD(st_scans),
+                         .notifications = LOAD(st_notify),
+                         .detected = LOAD(st_detected),
+                         .clean = LOAD(st_clean),
+                         .limits = LOAD(st_limits),
+                         .bad_requests = LOAD(st_bad),
+                         .too_large = LOAD(st_too_large),
+                         .busy = LOAD(st_busy),
+                         .engine_errors = LOAD(st_engine_errors),
+                         .sessions_open = LOAD(st_sessions),
+                         .session_matches = LOAD(st_session_matches),
+                         .bytes_scanned = LOAD(st_bytes),
+                         .reloads = LOAD(st_reloads),
+                         .cache_hits = LOAD(st_cache_hits),
+                         .generation = LOAD(generation),
+                         .max_ns = LOAD(lat_max)};
+    uint64_t buckets[LAT_BUCKETS], total = 0;
+    for (unsigned b = 0; b < LAT_BUCKETS; b++)
+        total += buckets[b] = LOAD(lat[b]);
+#undef LOAD
+    st->p50_ns = percentile(buckets, total, 0.50);
+    st->p90_ns = percentile(buckets, total, 0.90);
+    st->p99_ns = percentile(buckets, total, 0.99);
+    st->p999_ns = percentile(buckets, total, 0.999);
+}
+
+void broker_server_stop(broker_server *s)
+{
+    if (s == NULL || s->stopped)
+        return;
+    atomic_store_explicit(&s->stopping, true, memory_order_release);
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        uint64_t one = 1;
+        if (s->workers[i].wakefd >= 0)
+            (void)!write(s->workers[i].wakefd, &one, sizeof(one));
+    }
+    /* Each thread finishes the request it is on (run to completion), then leaves its loop. */
+    for (unsigned i = 0; i < s->nworkers; i++)
+        if (s->workers[i].started)
+            pthread_join(s->workers[i].thread, NULL);
+    /* No new jobs now: the pool drains the queue (answering each), then its threads leave. */
+    if (s->ring_ready)
+        broker_ring_close(&s->ring);
+    for (unsigned i = 0; i < s->npool; i++)
+        if (s->pool[i].started)
+            pthread_join(s->pool[i].thread, NULL);
+    s->stopped = true;
+}
+
+void broker_server_destroy(broker_server *s)
+{
+    if (s == NULL)
+        return;
+    broker_server_stop(s);
+    for (unsigned i = 0; s->workers && i < s->nworkers; i++)
+        worker_cleanup(&s->workers[i]);
+    free(s->workers);
+    for (unsigned i = 0; s->pool && i < s->npool; i++) {
+        engine_scratch_destroy(s->pool[i].scratch);
+        engine_rules_unref(s->pool[i].rules);
+        EVP_MD_CTX_free(s->pool[i].digest);
+    }
+    free(s->pool);
+    if (s->ring_ready)
+        broker_ring_cleanup(&s->ring);
+    if (s->listen_fd >= 0)
+        close(s->listen_fd);
+    if (s->socket_path)
+        unlink(s->socket_path);
+    free(s->socket_path);
+    engine_rules_unref(s->rules);
+    broker_verdicts_destroy(s->verdicts);
+    EVP_MD_free(s->sha256);
+    pthread_mutex_destroy(&s->rules_lock);
+    free(s);
+}
