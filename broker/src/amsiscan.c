@@ -6,8 +6,11 @@
  * Exit status: 1 if anything was detected, else 2 if any input (or the rules, or the arguments)
  * had an error, else 0.
  *
- * Scanning is in-process (--local) with the same engine and configuration as the broker.
+ * Scanning goes through the broker (amsid) with libamsi, exactly as a script host's would, or
+ * in-process with --local, with the same engine and configuration; both give the same answers.
  */
+#include "amsi.h"
+#include "amsi_protocol.h"
 #include "broker/config.h"
 #include "engine/engine.h"
 
@@ -26,6 +29,8 @@ enum { EXIT_CLEAN = 0, EXIT_DETECTED = 1, EXIT_ERROR = 2 };
 
 typedef struct app {
     broker_config cfg;
+    bool local;
+    HAMSICONTEXT amsi; /* broker mode */
     engine_rules *rules;
     engine_scratch *scratch;
     bool json;
@@ -36,24 +41,25 @@ typedef struct app {
 
 static void usage(FILE *out)
 {
-    fprintf(
-        out,
-        "usage: amsiscan [--local] [--config FILE] [--rules PATH]... "
-        "[--set SECTION.KEY=VALUE]...\n"
-        "                [--json] [-r] PATH... | -\n"
-        "       amsiscan --check-rules PATH...\n"
-        "\n"
-        "  --local            scan in this process (the default until the broker client lands)\n"
-        "  --config FILE      read the INI configuration (amsid.conf)\n"
-        "  --rules PATH       rule file or directory of *.yar/*.yara (repeatable; default:\n"
-        "                     the bundled engine/rules/default.yar)\n"
-        "  --set S.K=V        override a configuration key, e.g. --set engine.max_files=10\n"
-        "  --json             one JSON object per input\n"
-        "  -r, --recursive    scan directories recursively\n"
-        "  --check-rules PATH validate rules and exit (0 valid, 2 invalid)\n"
-        "  -h, --help         this text\n"
-        "\n"
-        "Exit status: 1 if anything was detected, else 2 if any input had an error, else 0.\n");
+    fprintf(out,
+            "usage: amsiscan [--local | --socket PATH] [--config FILE] [--rules PATH]... "
+            "[--set SECTION.KEY=VALUE]...\n"
+            "                [--json] [-r] PATH... | -\n"
+            "       amsiscan --check-rules PATH...\n"
+            "\n"
+            "  --local            scan in this process instead of through the broker\n"
+            "  --socket PATH      the broker's scan socket (default: $AMSI_BROKER_SOCKET, else\n"
+            "                     broker.socket of the configuration)\n"
+            "  --config FILE      read the INI configuration (amsid.conf)\n"
+            "  --rules PATH       rule file or directory of *.yar/*.yara (repeatable; default:\n"
+            "                     the bundled engine/rules/default.yar)\n"
+            "  --set S.K=V        override a configuration key, e.g. --set engine.max_files=10\n"
+            "  --json             one JSON object per input\n"
+            "  -r, --recursive    scan directories recursively\n"
+            "  --check-rules PATH validate rules and exit (0 valid, 2 invalid)\n"
+            "  -h, --help         this text\n"
+            "\n"
+            "Exit status: 1 if anything was detected, else 2 if any input had an error, else 0.\n");
 }
 
 /* Writes s as a JSON string (with quotes). */
@@ -174,8 +180,72 @@ static const char *base_name(const char *path)
     return slash && slash[1] ? slash + 1 : path;
 }
 
+/* What the broker's HRESULT means for a line of output. */
+static const char *broker_error(HRESULT hr)
+{
+    switch (hr) {
+    case AMSI_E_TIMEOUT:
+        return "the broker did not answer in time";
+    case AMSI_E_UNAVAILABLE:
+        return "no broker at the socket";
+    case AMSI_E_BUSY:
+        return "the broker is busy";
+    case AMSI_E_TOO_LARGE:
+        return "larger than the broker accepts";
+    case AMSI_E_OUTOFMEMORY:
+        return "out of memory";
+    case AMSI_E_INVALIDARG:
+        return "the broker refused the request";
+    default:
+        return "the broker failed the request";
+    }
+}
+
+/* Scans through the broker and reports the reply the way a local scan is reported. */
+static void scan_broker(app *a, const char *path, const void *data, size_t len, const char *name)
+{
+    AMSI_RESULT r;
+    AMSI_SCAN_INFO info;
+    HRESULT hr = AmsiScanBufferEx(a->amsi, data, len, name, NULL, 0, &r, &info);
+    if (hr == AMSI_E_THROTTLED) {
+        /* Declined by the broker's rate limit: not scanned, not a verdict on the input. */
+        a->error = true;
+        if (a->json) {
+            fputs("{\"path\": ", stdout);
+            json_string(stdout, path);
+            printf(", \"verdict\": \"throttled\", \"amsi_result\": %d, \"rules\": [], "
+                   "\"object\": null, \"reason\": \"retry after %u ms\"}\n",
+                   (int)r, info.retry_after_ms);
+        } else {
+            printf("%s: THROTTLED (retry after %u ms)\n", path, info.retry_after_ms);
+        }
+        return;
+    }
+    if (hr != AMSI_S_OK) {
+        report(a, path, NULL, broker_error(hr));
+        return;
+    }
+    engine_match m = {.rule = info.rule, .object = info.object, .view = ENGINE_VIEW_RAW};
+    engine_result res = {.verdict = ENGINE_VERDICT_CLEAN, .amsi_result = (int)r};
+    if (AmsiResultIsMalware(r)) {
+        res.verdict = ENGINE_VERDICT_DETECTED;
+        res.match_count = 1;
+        res.matches = &m;
+        res.object = info.object;
+    } else if (info.status == AMSI_PROTO_STATUS_LIMIT) {
+        res.verdict =
+            strncmp(info.reason, "Limits.", 7) == 0 ? ENGINE_VERDICT_LIMIT : ENGINE_VERDICT_ERROR;
+        res.reason = info.reason;
+    }
+    report(a, path, &res, NULL);
+}
+
 static void scan_bytes(app *a, const char *path, const void *data, size_t len, const char *name)
 {
+    if (!a->local) {
+        scan_broker(a, path, data, len, name);
+        return;
+    }
     engine_result res;
     int rc = engine_scan_buffer(a->rules, a->scratch, &a->cfg.engine, data, len, name, 0, &res);
     if (rc != 0) {
@@ -316,9 +386,10 @@ static int load_rules(app *a)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_LOCAL = 256, OPT_CONFIG, OPT_RULES, OPT_SET, OPT_JSON, OPT_CHECK };
+    enum { OPT_LOCAL = 256, OPT_CONFIG, OPT_RULES, OPT_SET, OPT_JSON, OPT_CHECK, OPT_SOCKET };
     static const struct option long_opts[] = {
         {"local", no_argument, NULL, OPT_LOCAL},
+        {"socket", required_argument, NULL, OPT_SOCKET},
         {"config", required_argument, NULL, OPT_CONFIG},
         {"rules", required_argument, NULL, OPT_RULES},
         {"set", required_argument, NULL, OPT_SET},
@@ -331,7 +402,7 @@ int main(int argc, char **argv)
     app a = {0};
     char err[512];
     broker_config_init(&a.cfg);
-    const char *config = NULL;
+    const char *config = NULL, *socket_path = NULL;
     char **rules = calloc((size_t)argc, sizeof(char *));
     char **sets = calloc((size_t)argc, sizeof(char *));
     size_t nrules = 0, nsets = 0;
@@ -345,6 +416,10 @@ int main(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, "rh", long_opts, NULL)) != -1) {
         switch (opt) {
         case OPT_LOCAL:
+            a.local = true;
+            break;
+        case OPT_SOCKET:
+            socket_path = optarg;
             break;
         case OPT_CONFIG:
             config = optarg;
@@ -418,6 +493,27 @@ int main(int argc, char **argv)
             goto out;
         }
     }
+    if (!a.local) {
+        /* The broker's socket: --socket, else $AMSI_BROKER_SOCKET, else the configuration's. */
+        const char *env = getenv("AMSI_BROKER_SOCKET");
+        if (socket_path == NULL && (env == NULL || *env == '\0'))
+            socket_path = a.cfg.broker.socket;
+        if (socket_path != NULL && setenv("AMSI_BROKER_SOCKET", socket_path, 1) != 0) {
+            fprintf(stderr, "amsiscan: out of memory\n");
+            goto out;
+        }
+        if (nrules > 0)
+            fprintf(stderr, "amsiscan: --rules applies to --local scans only; the broker scans "
+                            "with its own rules\n");
+        if (AmsiInitializeA("amsiscan", &a.amsi) != AMSI_S_OK) {
+            fprintf(stderr, "amsiscan: cannot initialise the AMSI client\n");
+            goto out;
+        }
+        for (int i = optind; i < argc; i++)
+            scan_path(&a, argv[i], true);
+        status = a.detected ? EXIT_DETECTED : a.error ? EXIT_ERROR : EXIT_CLEAN;
+        goto out;
+    }
     if (engine_check_platform() != 0) {
         fprintf(stderr, "amsiscan: %s (Hyperscan %s needs SSSE3 or better)\n",
                 engine_strerror(ENGINE_EPLATFORM), engine_hyperscan_version());
@@ -435,6 +531,7 @@ int main(int argc, char **argv)
     status = a.detected ? EXIT_DETECTED : a.error ? EXIT_ERROR : EXIT_CLEAN;
 out:
     fflush(stdout);
+    AmsiUninitialize(a.amsi);
     engine_scratch_destroy(a.scratch);
     engine_rules_unref(a.rules);
     broker_config_cleanup(&a.cfg);

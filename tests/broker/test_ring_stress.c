@@ -11,13 +11,15 @@
  * most of the time. The end is signalled by broker_ring_close(), which must wake the consumers
  * sleeping for ever and let them drain the ring.
  *
- * Two more tests: one where slow producers wait for each item to be consumed before pushing the
- * next, so consumers spend their time asleep on the futex and a lost wakeup would stall an item
- * (caught by a per-item deadline); and one that closes the ring while producers are pushing, to
- * check that every push that succeeded is delivered and none after the close is.
+ * Three more tests. In two, producers wait for each item to be consumed before pushing the next,
+ * so a lost wakeup would stall an item for good (caught by a per-item deadline): slow producers,
+ * so that consumers spend their time asleep on the futex, and a producer that pushes just as the
+ * consumer ends its spin and goes to sleep, the moment a lost wakeup needs. The third closes the
+ * ring while producers are pushing, to check that every push that succeeded is delivered and none
+ * after the close is.
  *
- * Nothing here waits without a deadline: if a thread does not finish within a generous time, the
- * test prints what it knows and exits with a failure instead of hanging. Counts are reduced under
+ * No test can hang: a thread that has not finished within a generous time (STRESS_DEADLINE_S)
+ * makes the test print what it knows and exit with a failure. Counts are reduced under
  * TSan so the whole file finishes in well under 30 seconds. Tests do not assert timings; the
  * figures printed (items/s, slow pop_wait calls) are for information.
  */
@@ -99,9 +101,10 @@ typedef char consumer_mode;
 /*
  * How producers pace their pushes. FLOOD: as fast as the ring takes them. SLEEP: sleep 0-400 us
  * before each push, then wait (sleeping) until the item is consumed, so that consumers sleep on
- * the futex between items. TIGHT: wait (spinning) until the item is consumed, then spin 0-8 us
- * before the next push, so that pushes land near the moment a consumer ends its spin and goes to
- * sleep, where a lost wakeup would hide.
+ * the futex between items. TIGHT: wait (spinning) until the item is consumed, then spin 0-3 us
+ * before the next push, so that pushes land near the moment a consumer ends its spin (about 2 us)
+ * and registers to sleep, where a lost wakeup would hide. (With the producer's seq_cst fence
+ * removed from ring.c, this catches the lost wakeup in most runs on x86.)
  */
 typedef enum stress_pace { STRESS_FLOOD, STRESS_SLEEP, STRESS_TIGHT } stress_pace;
 
@@ -165,7 +168,7 @@ static void *producer_main(void *arg)
         if (s->pace == STRESS_SLEEP) {
             sleep_us((long)(next_random(&rnd) % 400)); /* long enough to outlast the spin */
         } else if (s->pace == STRESS_TIGHT && seq > 0) {
-            int64_t until = now_ns() + (int64_t)(next_random(&rnd) % 8000);
+            int64_t until = now_ns() + (int64_t)(next_random(&rnd) % 3000);
             while (now_ns() < until)
                 ;
         }
@@ -425,7 +428,7 @@ static void test_parked_consumers(void **state)
 }
 
 /*
- * One producer that pushes the next item a random 0-8 us after the previous one was consumed: the
+ * One producer that pushes the next item a random 0-3 us after the previous one was consumed: the
  * pushes fall around the end of the consumers' spin, when they register as waiters and go to
  * sleep. A lost wakeup shows as an item not consumed within the item deadline.
  */

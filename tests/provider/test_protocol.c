@@ -527,9 +527,17 @@ static void test_request_eshort_header(void **state)
     assert_int_equal(decode_request_exact(frame, 5, &got), AMSI_PROTO_ESHORT);
     assert_int_equal(decode_request_exact(frame, AMSI_PROTO_REQ_HEADER - 1, &got),
                      AMSI_PROTO_ESHORT);
-    /* A short frame leaves nothing behind. */
-    assert_true(got.request_id == 0);
+    /* A cut header still names its request (see test_failure_names_request) ... */
+    assert_true(got.request_id == req.request_id);
+    assert_int_equal(got.version, AMSI_PROTO_VERSION);
     assert_null(got.app);
+    assert_int_equal(got.type, 0);
+    /* ... unless the request id itself is cut, or even the version. */
+    assert_int_equal(decode_request_exact(frame, 23, &got), AMSI_PROTO_ESHORT);
+    assert_true(got.request_id == 0);
+    assert_int_equal(got.version, AMSI_PROTO_VERSION);
+    assert_int_equal(decode_request_exact(frame, 5, &got), AMSI_PROTO_ESHORT);
+    assert_int_equal(got.version, 0);
     free(frame);
 }
 
@@ -746,6 +754,82 @@ static void test_decode_null_args(void **state)
     (void)state;
     assert_int_equal(amsi_proto_decode_request(frame, n, NULL), AMSI_PROTO_EFIELD);
     assert_int_equal(amsi_proto_decode_reply(rframe, rn, NULL), AMSI_PROTO_EFIELD);
+    free(frame);
+    free(rframe);
+}
+
+/* Whether a failed request decode left every field but version and request_id at zero. */
+static int request_rest_zero(const amsi_proto_request *got)
+{
+    return got->type == 0 && got->flags == 0 && got->session_id == 0 && got->app == NULL &&
+           got->app_len == 0 && got->name == NULL && got->name_len == 0 && got->content == NULL &&
+           got->content_len == 0;
+}
+
+/*
+ * Once the magic matched, every failure still passes up the request id (and version), so the
+ * broker can say BAD_REQUEST or TOO_LARGE to the right request; nothing else is filled.
+ */
+static void test_failure_names_request(void **state)
+{
+    amsi_proto_request req = sample_request();
+    amsi_proto_request got;
+    amsi_proto_reply rep = sample_reply();
+    amsi_proto_reply rgot;
+    size_t n, rn;
+    uint8_t *frame = build_request(&req, &n);
+    uint8_t *rframe = build_reply(&rep, &rn);
+    /* Each case: offset and value of a 32-bit field to overwrite, and the expected error. */
+    static const struct {
+        size_t off;
+        uint32_t value;
+        int want;
+    } cases[] = {
+        {6, AMSI_PROTO_REPLY, AMSI_PROTO_ETYPE}, /* type (low half of the u32 at 6: flags 0) */
+        {8, 0x10, AMSI_PROTO_EFIELD},            /* unknown flag */
+        {12, 49, AMSI_PROTO_EFIELD},             /* header_len */
+        {32, AMSI_PROTO_MAX_APP + 1, AMSI_PROTO_EFIELD},
+        {36, 100, AMSI_PROTO_ESHORT}, /* name runs past the frame */
+        {40, 15, AMSI_PROTO_ELONG},   /* a content byte left over */
+        {4, 0x0002, AMSI_PROTO_EVERSION},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint8_t *bad = dup_exact(frame, n);
+
+        if (cases[i].off == 6) {
+            le16(bad + 6, (uint16_t)cases[i].value);
+        } else if (cases[i].off == 4) {
+            le16(bad + 4, (uint16_t)cases[i].value);
+        } else {
+            le32(bad + cases[i].off, cases[i].value);
+        }
+        assert_int_equal(amsi_proto_decode_request(bad, n, &got), cases[i].want);
+        assert_true(got.request_id == req.request_id);
+        assert_int_equal(got.version, cases[i].off == 4 ? 2 : AMSI_PROTO_VERSION);
+        assert_true(request_rest_zero(&got));
+        free(bad);
+    }
+    /* A wrong magic: nothing at all. */
+    frame[1] ^= 1;
+    assert_int_equal(decode_request_exact(frame, n, &got), AMSI_PROTO_EMAGIC);
+    assert_true(got.request_id == 0 && got.version == 0 && request_rest_zero(&got));
+
+    /* Replies: the request id only. */
+    le32(rframe + 8, 1);
+    assert_int_equal(decode_reply_exact(rframe, rn, &rgot), AMSI_PROTO_EFIELD);
+    assert_true(rgot.request_id == rep.request_id);
+    assert_true(rgot.session_id == 0 && rgot.scan_id == 0 && rgot.status == 0);
+    assert_null(rgot.rule);
+    le32(rframe + 8, 0);
+    le32(rframe + 44, 0); /* the rule's bytes are left over */
+    assert_int_equal(decode_reply_exact(rframe, rn, &rgot), AMSI_PROTO_ELONG);
+    assert_true(rgot.request_id == rep.request_id);
+    assert_int_equal(rgot.rule_len, 0);
+    rframe[0] ^= 1;
+    assert_int_equal(decode_reply_exact(rframe, rn, &rgot), AMSI_PROTO_EMAGIC);
+    assert_true(rgot.request_id == 0);
     free(frame);
     free(rframe);
 }
@@ -1262,6 +1346,8 @@ static void test_request_truncation(void **state)
                 memcpy(part, frame, cut);
             }
             assert_int_equal(amsi_proto_decode_request(part, cut, &got), AMSI_PROTO_ESHORT);
+            assert_true(got.request_id == (cut >= 24 ? rd64(frame + 16) : 0));
+            assert_int_equal(got.app_len, 0);
             free(part);
         }
         longer = malloc(n + 1);
@@ -1298,6 +1384,8 @@ static void test_reply_truncation(void **state)
                 memcpy(part, frame, cut);
             }
             assert_int_equal(amsi_proto_decode_reply(part, cut, &got), AMSI_PROTO_ESHORT);
+            assert_true(got.request_id == (cut >= 24 ? rep.request_id : 0));
+            assert_int_equal(got.rule_len, 0);
             free(part);
         }
         longer = malloc(n + 1);
@@ -1616,35 +1704,21 @@ static void test_fuzz_corpus(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        TEST(test_request_layout),
-        TEST(test_request_layout_decode),
-        TEST(test_reply_layout),
-        TEST(test_request_round_trip),
-        TEST(test_reply_round_trip),
-        TEST(test_request_eshort_header),
-        TEST(test_request_eshort_lengths),
-        TEST(test_request_emagic),
-        TEST(test_request_eversion),
-        TEST(test_request_etype),
-        TEST(test_request_efield),
-        TEST(test_request_elong),
-        TEST(test_decode_null_args),
-        TEST(test_reply_errors),
-        TEST(test_reply_any_status),
-        TEST(test_request_string_bounds),
-        TEST(test_request_empty),
-        TEST(test_request_huge_content),
-        TEST(test_encode_request_errors),
-        TEST(test_encode_reply_space),
-        TEST(test_utf8_cut),
-        TEST(test_utf8_cut_random),
-        TEST(test_request_truncation),
-        TEST(test_reply_truncation),
-        TEST(test_request_bit_flips),
-        TEST(test_reply_bit_flips),
-        TEST(test_random_mutations),
-        TEST(test_status_names),
-        TEST(test_fuzz_corpus),
+        TEST(test_request_layout),         TEST(test_request_layout_decode),
+        TEST(test_reply_layout),           TEST(test_request_round_trip),
+        TEST(test_reply_round_trip),       TEST(test_request_eshort_header),
+        TEST(test_request_eshort_lengths), TEST(test_request_emagic),
+        TEST(test_request_eversion),       TEST(test_request_etype),
+        TEST(test_request_efield),         TEST(test_request_elong),
+        TEST(test_decode_null_args),       TEST(test_failure_names_request),
+        TEST(test_reply_errors),           TEST(test_reply_any_status),
+        TEST(test_request_string_bounds),  TEST(test_request_empty),
+        TEST(test_request_huge_content),   TEST(test_encode_request_errors),
+        TEST(test_encode_reply_space),     TEST(test_utf8_cut),
+        TEST(test_utf8_cut_random),        TEST(test_request_truncation),
+        TEST(test_reply_truncation),       TEST(test_request_bit_flips),
+        TEST(test_reply_bit_flips),        TEST(test_random_mutations),
+        TEST(test_status_names),           TEST(test_fuzz_corpus),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
