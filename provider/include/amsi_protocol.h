@@ -153,8 +153,10 @@ int amsi_proto_encode_request(const amsi_proto_request *req, uint8_t *buf, size_
 
 /*
  * Decodes and validates a request frame of len bytes. On success *req points into frame.
- * Returns 0 or a negative AMSI_PROTO_E* code; on AMSI_PROTO_EVERSION, req->request_id is still
- * filled when the frame has its first 24 bytes, so the reply can name it. Thread-safe.
+ * Returns 0 or a negative AMSI_PROTO_E* code; on failure (AMSI_PROTO_EVERSION and any other
+ * error after the magic matched), req->request_id and req->version are still filled when the
+ * frame holds them (24 and 6 bytes), so the reply can name the request; other fields are 0.
+ * Thread-safe.
  */
 int amsi_proto_decode_request(const uint8_t *frame, size_t len, amsi_proto_request *req);
 

@@ -409,12 +409,12 @@ int amsi_proto_encode_reply(const amsi_proto_reply *rep, uint8_t *buf, size_t ca
 }
 
 /*
- * The checks run in wire order like the request's: ESHORT, EMAGIC, EVERSION (with the request id
- * when the frame holds one), ESHORT for a cut header, ETYPE unless the type is REPLY, EFIELD for
- * header_len, non-zero flags or a string over its bound, then ESHORT or ELONG when the strings do
- * not fill the rest of the frame exactly. The bounded lengths are checked before they are added,
- * so their sum is small. The status is not checked. A NULL frame is ESHORT; a NULL rep is EFIELD.
- * On failure *rep is zeroed except for the request id that EVERSION passes up.
+ * The checks run in wire order like the request's: ESHORT, EMAGIC, EVERSION, ESHORT for a cut
+ * header, ETYPE unless the type is REPLY, EFIELD for header_len, non-zero flags or a string over
+ * its bound, then ESHORT or ELONG when the strings do not fill the rest of the frame exactly. The
+ * bounded lengths are checked before they are added, so their sum is small. The status is not
+ * checked. A NULL frame is ESHORT; a NULL rep is EFIELD. On failure *rep is zeroed except that,
+ * once the magic matched, rep->request_id holds the frame's when it has its first 24 bytes.
  */
 int amsi_proto_decode_reply(const uint8_t *frame, size_t len, amsi_proto_reply *rep)
 {
