@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -191,7 +192,8 @@ static void stats_text(daemon_state *d, bool json, char *out, size_t cap)
     X(scans)                                                                                       \
     X(notifications)                                                                               \
     X(detected)                                                                                    \
-    X(clean) X(limits) X(bad_requests) X(too_large) X(busy) X(engine_errors) X(sessions_open)      \
+    X(clean)                                                                                       \
+    X(limits) X(bad_requests) X(too_large) X(busy) X(engine_errors) X(sessions_open)               \
         X(session_matches) X(bytes_scanned) X(reloads) X(cache_hits) X(generation) X(p50_ns)       \
             X(p90_ns) X(p99_ns) X(p999_ns) X(max_ns)
     size_t w = 0;
@@ -343,6 +345,12 @@ int main(int argc, char **argv)
     if (load_config(&d, &d.cfg) != 0) {
         free(d.sets);
         return 2;
+    }
+    /* One descriptor per client connection: take all the kernel allows this process. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
     }
     int ready_fd = -1;
     if (!foreground && daemonize(&ready_fd) != 0) {

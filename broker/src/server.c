@@ -85,6 +85,7 @@ typedef struct worker {
     engine_rules *rules;
     uint64_t generation;
     EVP_MD_CTX *digest;
+    int reserve_fd; /* kept open to be closed when descriptors run out (accept_all) */
     uint8_t *rx;
     size_t rx_cap;
     conn *conns;
@@ -596,6 +597,19 @@ static bool handle_scan(worker *w, conn *c, const amsi_proto_request *req, int m
     return ok;
 }
 
+/*
+ * The request id of a frame too long or too broken to decode, so the refusal still names the
+ * request (bytes 16..23, little-endian); 0 when the frame is shorter than that.
+ */
+static uint64_t peek_request_id(const uint8_t *frame, size_t len)
+{
+    uint64_t id = 0;
+    if (len >= 24)
+        for (int i = 7; i >= 0; i--)
+            id = id << 8 | frame[16 + i];
+    return id;
+}
+
 /* Reads and answers one frame. Returns false when the connection must be closed. */
 static bool handle_frame(worker *w, conn *c)
 {
@@ -632,10 +646,9 @@ static bool handle_frame(worker *w, conn *c)
     if (msg.msg_flags & MSG_TRUNC) {
         /* Longer than the largest inline frame: answered without reading it (the kernel has
          * dropped the rest of the message). */
-        int rc = amsi_proto_decode_request(w->rx, AMSI_PROTO_REQ_HEADER, &req);
         count(&s->st_too_large);
-        keep = reply_status(w, c, rc == AMSI_PROTO_ESHORT || rc == 0 ? req.request_id : 0,
-                            AMSI_PROTO_STATUS_TOO_LARGE, NULL);
+        keep = reply_status(w, c, peek_request_id(w->rx, w->rx_cap), AMSI_PROTO_STATUS_TOO_LARGE,
+                            NULL);
     } else {
         int rc = amsi_proto_decode_request(w->rx, (size_t)n, &req);
         if (rc == AMSI_PROTO_EVERSION) {
@@ -645,7 +658,8 @@ static bool handle_frame(worker *w, conn *c)
         } else if (rc != 0) {
             /* A malformed frame closes only this connection, after saying why. */
             count(&s->st_bad);
-            reply_status(w, c, 0, AMSI_PROTO_STATUS_BAD_REQUEST, NULL);
+            reply_status(w, c, peek_request_id(w->rx, (size_t)n), AMSI_PROTO_STATUS_BAD_REQUEST,
+                         amsi_proto_status_message(AMSI_PROTO_STATUS_BAD_REQUEST));
             keep = false;
         } else if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
             keep = reply_status(w, c, req.request_id, AMSI_PROTO_STATUS_SHUTTING_DOWN, NULL);
@@ -741,8 +755,18 @@ static void accept_all(worker *w)
     broker_server *s = w->server;
     for (;;) {
         int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0 && (errno == EMFILE || errno == ENFILE) && w->reserve_fd >= 0) {
+            /* Out of descriptors: refuse this client (it sees EOF at once) rather than leave
+             * the listening socket readable and spin on it. */
+            close(w->reserve_fd);
+            fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+            if (fd >= 0)
+                close(fd);
+            w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            continue;
+        }
         if (fd < 0)
-            return; /* EAGAIN: another thread took it, or none left; EMFILE: try later */
+            return; /* EAGAIN: another thread took it, or none left */
         conn *c = calloc(1, sizeof(*c));
         if (c == NULL) {
             close(fd);
@@ -828,6 +852,8 @@ static void worker_cleanup(worker *w)
         close(w->epfd);
     if (w->wakefd >= 0)
         close(w->wakefd);
+    if (w->reserve_fd >= 0)
+        close(w->reserve_fd);
     engine_scratch_destroy(w->scratch);
     engine_rules_unref(w->rules);
     EVP_MD_CTX_free(w->digest);
@@ -967,7 +993,7 @@ int broker_server_create(const broker_config *cfg, engine_rules *rules, int list
     s->nworkers = cfg->broker.threads ? cfg->broker.threads : (unsigned)(cores > 0 ? cores : 1);
     s->workers = calloc(s->nworkers, sizeof(worker));
     for (unsigned i = 0; s->workers && i < s->nworkers; i++)
-        s->workers[i].epfd = s->workers[i].wakefd = -1;
+        s->workers[i].epfd = s->workers[i].wakefd = s->workers[i].reserve_fd = -1;
     if (s->socket_path == NULL || s->workers == NULL || s->sha256 == NULL ||
         (cfg->broker.cache_entries > 0 && s->verdicts == NULL)) {
         broker_server_destroy(s);
@@ -1000,6 +1026,7 @@ int broker_server_create(const broker_config *cfg, engine_rules *rules, int list
         w->rules = engine_rules_ref(rules);
         w->generation = 1;
         w->digest = EVP_MD_CTX_new();
+        w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         pthread_mutex_init(&w->done_lock, NULL);
         int rc = w->epfd < 0 || w->wakefd < 0 || w->rx == NULL || w->digest == NULL
                      ? -ENOMEM
