@@ -45,7 +45,7 @@
 
 #define MAX_PENDING 64
 #define MAX_EVENTS  64
-#define LAT_BUCKETS 64
+#define LAT_SAMPLES 4096 /* stats report percentiles over the most recent requests */
 
 typedef struct session {
     uint64_t id;
@@ -148,8 +148,8 @@ struct broker_server {
     atomic_uint_fast64_t st_connections, st_open, st_requests, st_scans, st_notify, st_detected,
         st_clean, st_limits, st_bad, st_too_large, st_busy, st_engine_errors, st_sessions,
         st_session_matches, st_bytes, st_reloads, st_cache_hits;
-    atomic_uint_fast64_t lat[LAT_BUCKETS]; /* log2 buckets of scan latency (ns) */
-    atomic_uint_fast64_t lat_max;
+    atomic_uint_fast64_t lat_next;         /* ring index of the next latency sample */
+    atomic_uint_fast64_t lat[LAT_SAMPLES]; /* recent scan latencies (ns), 0 = empty */
 };
 
 static uint64_t now_ns(void)
@@ -166,17 +166,11 @@ static void count(atomic_uint_fast64_t *c)
 
 static void refresh_rules(broker_server *s, engine_rules **rules, uint64_t *generation);
 
-/* Records one latency in its log2 bucket (and the maximum). */
+/* Records one latency in the ring of recent samples: one atomic add and one store. */
 static void record_latency(broker_server *s, uint64_t ns)
 {
-    unsigned b = ns ? 64u - (unsigned)__builtin_clzll(ns) : 0;
-    if (b >= LAT_BUCKETS)
-        b = LAT_BUCKETS - 1;
-    count(&s->lat[b]);
-    uint64_t m = atomic_load_explicit(&s->lat_max, memory_order_relaxed);
-    while (ns > m && !atomic_compare_exchange_weak_explicit(
-                         &s->lat_max, &m, ns, memory_order_relaxed, memory_order_relaxed))
-        ;
+    uint64_t i = atomic_fetch_add_explicit(&s->lat_next, 1, memory_order_relaxed);
+    atomic_store_explicit(&s->lat[i % LAT_SAMPLES], ns ? ns : 1, memory_order_relaxed);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1096,18 +1090,19 @@ void broker_server_swap_rules(broker_server *s, engine_rules *rules)
     count(&s->st_reloads);
 }
 
-/* The smallest latency bound below which a fraction q of the recorded latencies fall. */
-static uint64_t percentile(const uint64_t *buckets, uint64_t total, double q)
+static int cmp_u64(const void *a, const void *b)
 {
-    if (total == 0)
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The q-quantile of n sorted samples (nearest rank). */
+static uint64_t quantile(const uint64_t *sorted, size_t n, double q)
+{
+    if (n == 0)
         return 0;
-    uint64_t want = (uint64_t)((double)total * q), seen = 0;
-    for (unsigned b = 0; b < LAT_BUCKETS; b++) {
-        seen += buckets[b];
-        if (seen > want)
-            return b == 0 ? 1 : (1ull << b) - 1;
-    }
-    return UINT64_MAX;
+    size_t i = (size_t)((double)n * q);
+    return sorted[i < n ? i : n - 1];
 }
 
 void broker_server_stats(broker_server *s, broker_stats *st)
@@ -1130,16 +1125,24 @@ void broker_server_stats(broker_server *s, broker_stats *st)
                          .bytes_scanned = LOAD(st_bytes),
                          .reloads = LOAD(st_reloads),
                          .cache_hits = LOAD(st_cache_hits),
-                         .generation = LOAD(generation),
-                         .max_ns = LOAD(lat_max)};
-    uint64_t buckets[LAT_BUCKETS], total = 0;
-    for (unsigned b = 0; b < LAT_BUCKETS; b++)
-        total += buckets[b] = LOAD(lat[b]);
+                         .generation = LOAD(generation)};
+    uint64_t *lat = malloc(LAT_SAMPLES * sizeof(uint64_t));
+    size_t n = 0;
+    for (unsigned i = 0; lat && i < LAT_SAMPLES; i++) {
+        uint64_t v = LOAD(lat[i]);
+        if (v)
+            lat[n++] = v;
+    }
 #undef LOAD
-    st->p50_ns = percentile(buckets, total, 0.50);
-    st->p90_ns = percentile(buckets, total, 0.90);
-    st->p99_ns = percentile(buckets, total, 0.99);
-    st->p999_ns = percentile(buckets, total, 0.999);
+    if (lat == NULL)
+        return;
+    qsort(lat, n, sizeof(uint64_t), cmp_u64);
+    st->p50_ns = quantile(lat, n, 0.50);
+    st->p90_ns = quantile(lat, n, 0.90);
+    st->p99_ns = quantile(lat, n, 0.99);
+    st->p999_ns = quantile(lat, n, 0.999);
+    st->max_ns = n ? lat[n - 1] : 0;
+    free(lat);
 }
 
 void broker_server_stop(broker_server *s)
