@@ -66,8 +66,16 @@ static void fuzz_request(const uint8_t *data, size_t size)
     int rc = amsi_proto_decode_request(data, size, &req);
 
     check(rc <= 0 && rc >= AMSI_PROTO_ELONG && rc != AMSI_PROTO_ESPACE);
-    if (rc != 0)
+    if (rc != 0) {
+        /* A failure passes up at most the version and the request id, and only after the magic
+         * matched. */
+        check(req.type == 0 && req.flags == 0 && req.session_id == 0 && req.app == NULL &&
+              req.name == NULL && req.content == NULL && req.app_len == 0 && req.name_len == 0 &&
+              req.content_len == 0);
+        if (rc == AMSI_PROTO_EMAGIC || size < 24)
+            check(req.request_id == 0);
         return;
+    }
     check(amsi_proto_encode_request(&req, again, sizeof(again), &len) == 0);
     check(len <= size && memcmp(again, data, len) == 0);
     if (req.content == NULL) {
