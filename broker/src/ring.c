@@ -90,20 +90,22 @@
  * other in the single total order of seq_cst operations. If X comes first, the consumer's pop,
  * which runs after Y, must see the published seq (C11 7.17.3: a store before fence X is visible to
  * a load after a later fence Y), so it takes the item, or finds that another consumer took it. If Y
- * comes first, the producer's load of waiters, after X, must see the consumer's increment, so the
- * producer bumps epoch and calls FUTEX_WAKE. And the consumer's seen cannot already include that
- * bump: had its acquire load read the release increment, X would happen before Y, contradicting
- * "Y first". So seen is stale: either FUTEX_WAIT finds epoch != seen and returns at once, or the
- * consumer is already queued in the kernel (which compares and queues under one lock) when the
- * wake arrives. Either way it wakes and tries again. A pop that fails because an earlier position
- * is claimed but not yet published is covered too: the producer of that position runs the same
- * protocol when it publishes.
+ * comes first, the producer's load of waiters, after X, must see the consumer's increment (or a
+ * later value of the counter; a later value that already counts this consumer out means it left its
+ * sleep meanwhile, and its next registration falls under the same argument), so the producer bumps
+ * epoch and calls FUTEX_WAKE, which wakes this consumer or another sleeper, who tries again. And
+ * the consumer's seen cannot already include that bump: had its acquire load read the release
+ * increment, X would happen before Y, contradicting "Y first". So seen is stale: either FUTEX_WAIT
+ * finds epoch != seen and returns at once, or the consumer is already queued in the kernel (which
+ * compares and queues under one lock) when the wake arrives. A pop that fails because an earlier
+ * position is claimed but not yet published is covered too: the producer of that position runs the
+ * same protocol when it publishes.
  *
  * A push wakes one sleeper, not all, to avoid a thundering herd. A woken consumer that finds the
  * head item still unpublished goes back to sleep, and the wake meant for a later item may then be
  * spent; so a consumer that slept and then pops an item looks once more, and if another item is
  * ready and somebody sleeps it passes the baton with one more wake. This is about keeping the pool
- * busy; correctness does not depend on it, since every push wakes someone.
+ * busy; correctness does not depend on it, since every push that finds a sleeper wakes one.
  *
  * broker_ring_close() sets the closed bit, bumps epoch and wakes every sleeper, unconditionally
  * (close is rare). A consumer that reads seen after the bump also sees the bit (the bump is a

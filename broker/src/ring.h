@@ -110,9 +110,9 @@ int broker_ring_pop_wait(broker_ring *r, void **item, int timeout_ms);
 void broker_ring_close(broker_ring *r);
 
 /*
- * The number of items in the ring, as seen at some moment during the call: exact when nothing
- * runs concurrently, otherwise a snapshot for statistics and logs, never a basis for decisions.
- * Between 0 and the capacity. Returns 0 for NULL or an uninitialised ring.
+ * The number of items in the ring: exact when no other thread is pushing or popping, otherwise an
+ * estimate (the two counters are read one after the other), clamped to 0..capacity. For
+ * statistics and logs, never a basis for decisions. Returns 0 for NULL or an uninitialised ring.
  * Thread safety: any thread, any time before cleanup. Can't fail.
  */
 size_t broker_ring_size_approx(const broker_ring *r);
