@@ -193,9 +193,10 @@ static void stats_text(daemon_state *d, bool json, char *out, size_t cap)
     X(notifications)                                                                               \
     X(detected)                                                                                    \
     X(clean)                                                                                       \
-    X(limits) X(bad_requests) X(too_large) X(busy) X(engine_errors) X(sessions_open)               \
-        X(session_matches) X(bytes_scanned) X(reloads) X(cache_hits) X(generation) X(p50_ns)       \
-            X(p90_ns) X(p99_ns) X(p999_ns) X(max_ns)
+    X(limits)                                                                                      \
+    X(bad_requests) X(too_large) X(busy) X(engine_errors) X(sessions_open) X(session_matches)      \
+        X(bytes_scanned) X(reloads) X(cache_hits) X(generation) X(p50_ns) X(p90_ns) X(p99_ns)      \
+            X(p999_ns) X(max_ns)
     size_t w = 0;
     w += (size_t)snprintf(out + w, cap - w, json ? "{" : "");
     bool first = true;

@@ -215,9 +215,11 @@ static inline broker_ring_slot *ring_slot(const broker_ring *r, size_t pos)
     return &r->shared->slots[(pos / BROKER_RING_STEP) & r->mask];
 }
 
-/* Sleeps while *word == expected, until woken, the absolute CLOCK_MONOTONIC deadline (NULL = none)
+/*
+ * Sleeps while *word == expected, until woken, the absolute CLOCK_MONOTONIC deadline (NULL = none)
  * passes or a signal arrives. Returns 0 for all of those (the caller rechecks everything), or the
- * negative errno of a refused call. */
+ * negative errno of a refused call.
+ */
 static int ring_futex_wait(_Atomic uint32_t *word, uint32_t expected,
                            const struct timespec *deadline)
 {
