@@ -14,6 +14,7 @@
 #include "engine/engine.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
@@ -181,36 +182,41 @@ static bool control_allowed(const broker_config *cfg, int fd)
     return false;
 }
 
+/* The counters `amsictl stats` prints, in order. */
+static const struct {
+    const char *name;
+    size_t offset;
+} stats_fields[] = {
+#define FIELD(f)                                                                                   \
+    {                                                                                              \
+#f, offsetof(broker_stats, f)                                                              \
+    }
+    FIELD(connections),   FIELD(open_connections), FIELD(requests),      FIELD(scans),
+    FIELD(notifications), FIELD(detected),         FIELD(clean),         FIELD(limits),
+    FIELD(bad_requests),  FIELD(too_large),        FIELD(busy),          FIELD(engine_errors),
+    FIELD(sessions_open), FIELD(session_matches),  FIELD(bytes_scanned), FIELD(reloads),
+    FIELD(cache_hits),    FIELD(generation),       FIELD(p50_ns),        FIELD(p90_ns),
+    FIELD(p99_ns),        FIELD(p999_ns),          FIELD(max_ns),
+#undef FIELD
+};
+
+/* Formats the server's counters as "name value" lines or one JSON object. */
 static void stats_text(daemon_state *d, bool json, char *out, size_t cap)
 {
     broker_stats st;
     broker_server_stats(d->server, &st);
-#define STATS_FIELDS(X)                                                                            \
-    X(connections)                                                                                 \
-    X(open_connections)                                                                            \
-    X(requests)                                                                                    \
-    X(scans)                                                                                       \
-    X(notifications)                                                                               \
-    X(detected)                                                                                    \
-    X(clean)                                                                                       \
-    X(limits)                                                                                      \
-    X(bad_requests) X(too_large) X(busy) X(engine_errors) X(sessions_open) X(session_matches)      \
-        X(bytes_scanned) X(reloads) X(cache_hits) X(generation) X(p50_ns) X(p90_ns) X(p99_ns)      \
-            X(p999_ns) X(max_ns)
     size_t w = 0;
-    w += (size_t)snprintf(out + w, cap - w, json ? "{" : "");
-    bool first = true;
-#define EMIT(name)                                                                                 \
-    if (w < cap)                                                                                   \
-        w += (size_t)snprintf(out + w, cap - w,                                                    \
-                              json ? "%s\"" #name "\": %llu" : "%s" #name " %llu",                 \
-                              first ? "" : (json ? ", " : "\n"), (unsigned long long)st.name);     \
-    first = false;
-    STATS_FIELDS(EMIT)
-#undef EMIT
-#undef STATS_FIELDS
-    if (w < cap)
-        snprintf(out + w, cap - w, json ? "}" : "");
+    if (json)
+        w += (size_t)snprintf(out, cap, "{");
+    for (size_t i = 0; i < sizeof(stats_fields) / sizeof(stats_fields[0]) && w < cap; i++) {
+        uint64_t v;
+        memcpy(&v, (const char *)&st + stats_fields[i].offset, sizeof(v));
+        const char *sep = i == 0 ? "" : json ? ", " : "\n";
+        w += (size_t)snprintf(out + w, cap - w, json ? "%s\"%s\": %llu" : "%s%s %llu", sep,
+                              stats_fields[i].name, (unsigned long long)v);
+    }
+    if (json && w < cap)
+        snprintf(out + w, cap - w, "}");
 }
 
 /* Answers one control request on a connected control socket. */
