@@ -110,13 +110,13 @@ static int reload(daemon_state *d, char *msg, size_t cap)
 {
     broker_config cfg;
     if (load_config(d, &cfg) != 0) {
-        snprintf(msg, cap, "reload failed: configuration error (see the log)");
+        snprintf(msg, cap, "error: reload failed: configuration error (see the log)");
         return -1;
     }
     engine_rules *rules = compile_rules(&cfg);
     broker_config_cleanup(&cfg);
     if (rules == NULL) {
-        snprintf(msg, cap, "reload failed: rule error (see the log); the old rules stay");
+        snprintf(msg, cap, "error: reload failed: rule error (see the log); the old rules stay");
         return -1;
     }
     broker_server_swap_rules(d->server, rules);

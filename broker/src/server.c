@@ -44,6 +44,7 @@
 #include <openssl/evp.h>
 
 #define MAX_PENDING 64
+#define STALL_MS    5000 /* a client that reads none of its replies for this long is dropped */
 #define MAX_EVENTS  64
 #define LAT_SAMPLES 4096 /* stats report percentiles over the most recent requests */
 
@@ -71,7 +72,8 @@ typedef struct conn {
     uint64_t next_session;
     pending_reply *out_head, *out_tail;
     unsigned npending;
-    bool reading; /* EPOLLIN armed */
+    bool reading;        /* EPOLLIN armed */
+    uint64_t stalled_ms; /* when replies started waiting for the client to read; 0 = none */
     struct conn *prev, *next;
 } conn;
 
@@ -214,7 +216,8 @@ static bool send_frame(worker *w, conn *c, const uint8_t *frame, size_t len)
     else
         c->out_head = p;
     c->out_tail = p;
-    c->npending++;
+    if (c->npending++ == 0)
+        c->stalled_ms = now_ns() / 1000000u;
     c->reading = false; /* no new requests until the replies drain */
     conn_arm(w, c);
     return true;
@@ -238,6 +241,7 @@ static bool flush_pending(worker *w, conn *c)
         c->npending--;
         free(p);
     }
+    c->stalled_ms = 0;
     c->reading = true;
     conn_arm(w, c);
     return true;
@@ -640,9 +644,11 @@ static bool handle_frame(worker *w, conn *c)
     if (msg.msg_flags & MSG_TRUNC) {
         /* Longer than the largest inline frame: answered without reading it (the kernel has
          * dropped the rest of the message). */
+        /* More inline bytes than the protocol allows (the client should have sent a memfd):
+         * answered TOO_LARGE, then the connection is closed like any other protocol breach. */
         count(&s->st_too_large);
-        keep = reply_status(w, c, peek_request_id(w->rx, w->rx_cap), AMSI_PROTO_STATUS_TOO_LARGE,
-                            NULL);
+        reply_status(w, c, peek_request_id(w->rx, w->rx_cap), AMSI_PROTO_STATUS_TOO_LARGE, NULL);
+        keep = false;
     } else {
         int rc = amsi_proto_decode_request(w->rx, (size_t)n, &req);
         if (rc == AMSI_PROTO_EVERSION) {
@@ -792,13 +798,32 @@ static void accept_all(worker *w)
     }
 }
 
+/*
+ * Disconnects clients that have left replies unread for STALL_MS: they hold a slot of memory and
+ * stop their own requests being read, and a client that never reads would hold them for ever.
+ */
+static void sweep_stalled(worker *w, uint64_t now_ms)
+{
+    for (conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->stalled_ms != 0 && now_ms - c->stalled_ms > STALL_MS)
+            conn_close(w, c);
+    }
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
     broker_server *s = w->server;
     struct epoll_event events[MAX_EVENTS];
+    uint64_t last_sweep = now_ns() / 1000000u;
     while (!atomic_load_explicit(&s->stopping, memory_order_acquire)) {
         int n = epoll_wait(w->epfd, events, MAX_EVENTS, 1000);
+        uint64_t now_ms = now_ns() / 1000000u;
+        if (now_ms - last_sweep >= 1000) {
+            sweep_stalled(w, now_ms);
+            last_sweep = now_ms;
+        }
         for (int i = 0; i < n; i++) {
             void *p = events[i].data.ptr;
             if (p == NULL) {
