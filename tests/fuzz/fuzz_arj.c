@@ -20,7 +20,7 @@
 
 #include "arj.h"
 
-#define FUZZ_OUTPUT_CAP (1024u * 1024u)
+#define FUZZ_OUTPUT_CAP (256u * 1024u)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -96,7 +96,7 @@ static void run(const uint8_t *data, size_t size)
 {
     engine__arj *a = NULL;
     engine__arj_entry e;
-    uint8_t buf[61];
+    uint8_t buf[4096];
     size_t total = 0;
 
     int rc = engine__arj_open(data, size, &a);
@@ -109,8 +109,9 @@ static void run(const uint8_t *data, size_t size)
         check(memchr(e.name, 0, sizeof(e.name)) != NULL);
         uint64_t out = 0;
         size_t got = 0;
-        /* Vary the read size with the member so short reads are covered too. */
-        size_t cap = (e.crc32 & 1u) ? 1 : sizeof(buf);
+        /* Vary the read size: 1 or 61 bytes for the first 2 KiB of a member, then 4 KiB. */
+        size_t small = (e.crc32 & 1u) ? 1 : 61;
+        size_t cap = small;
         while ((rc = engine__arj_read(a, buf, cap, &got)) == 0 && got > 0) {
             check(got <= cap);
             out += got;
@@ -118,6 +119,7 @@ static void run(const uint8_t *data, size_t size)
             total += got;
             if (total > FUZZ_OUTPUT_CAP)
                 break;
+            cap = out < 2048 ? small : sizeof(buf);
         }
         if (rc != 0)
             check(got == 0 && engine__arj_read(a, buf, cap, &got) == rc);
