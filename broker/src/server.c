@@ -819,11 +819,7 @@ static void *worker_main(void *arg)
     uint64_t last_sweep = now_ns() / 1000000u;
     while (!atomic_load_explicit(&s->stopping, memory_order_acquire)) {
         int n = epoll_wait(w->epfd, events, MAX_EVENTS, 1000);
-        uint64_t now_ms = now_ns() / 1000000u;
-        if (now_ms - last_sweep >= 1000) {
-            sweep_stalled(w, now_ms);
-            last_sweep = now_ms;
-        }
+        bool woken = false;
         for (int i = 0; i < n; i++) {
             void *p = events[i].data.ptr;
             if (p == NULL) {
@@ -831,9 +827,9 @@ static void *worker_main(void *arg)
                 continue;
             }
             if (p == (void *)w) {
-                uint64_t v;
-                (void)!read(w->wakefd, &v, sizeof(v));
-                take_done(w);
+                /* Handed-back replies are sent after this batch: sending one may close its
+                 * connection, which a later event of the batch could still name. */
+                woken = true;
                 continue; /* also a stop: the loop condition decides */
             }
             conn *c = p;
@@ -850,6 +846,17 @@ static void *worker_main(void *arg)
                 keep = false;
             if (!keep)
                 conn_close(w, c);
+        }
+        if (woken) {
+            uint64_t v;
+            (void)!read(w->wakefd, &v, sizeof(v));
+            take_done(w);
+        }
+        /* After the batch, like take_done: a swept connection must not be named by an event. */
+        uint64_t now_ms = now_ns() / 1000000u;
+        if (now_ms - last_sweep >= 1000) {
+            sweep_stalled(w, now_ms);
+            last_sweep = now_ms;
         }
     }
     return NULL;

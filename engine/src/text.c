@@ -260,6 +260,40 @@ size_t engine__normalize(const uint8_t *in, size_t n, uint8_t *out, size_t cap)
         return 0;
 
     while (i < n && w < cap) {
+#if defined(__SSE2__)
+        /*
+         * 16 bytes at a time while nothing needs a decision: bytes are lower-cased and copied,
+         * and a single space between words is copied too. What stops the vector loop: a
+         * backtick, a quote (maybe a join), a tab, newline, VT, FF or CR (become a space), and a
+         * space right after whitespace (collapsed). The scalar code below handles that byte.
+         */
+        while (n - i >= 16 && cap - w >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(in + i));
+            __m128i ctrl = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('\t' - 1)),
+                                         _mm_cmplt_epi8(v, _mm_set1_epi8('\r' + 1)));
+            __m128i marks = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\'')),
+                                                      _mm_cmpeq_epi8(v, _mm_set1_epi8('"'))),
+                                         _mm_cmpeq_epi8(v, _mm_set1_epi8('`')));
+            unsigned sp = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(' ')));
+            unsigned ws = sp | (unsigned)_mm_movemask_epi8(ctrl);
+            unsigned after_ws = ((ws << 1) | (space ? 1u : 0u)) & 0xFFFFu;
+            unsigned stop =
+                (unsigned)_mm_movemask_epi8(_mm_or_si128(ctrl, marks)) | (sp & after_ws);
+            __m128i upper = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('A' - 1)),
+                                          _mm_cmplt_epi8(v, _mm_set1_epi8('Z' + 1)));
+            _mm_storeu_si128((__m128i *)(void *)(out + w),
+                             _mm_add_epi8(v, _mm_and_si128(upper, _mm_set1_epi8(0x20))));
+            unsigned take = stop ? (unsigned)__builtin_ctz(stop) : 16;
+            if (take > 0)
+                space = (sp >> (take - 1)) & 1u;
+            i += take;
+            w += take;
+            if (take < 16)
+                break;
+        }
+        if (i >= n || w >= cap)
+            break;
+#endif
         uint8_t c = in[i++];
         bool escaped = false;
 
