@@ -111,6 +111,7 @@ typedef struct engine__ruleset {
     uint8_t hash[32]; /* SHA-256 over every file's text, in the order read */
     char **files;     /* every file read (or the text's name), owned here */
     size_t nfiles;
+    struct engine__arena_chunk *arena; /* names, ids, texts, meta, sets (rules_parse.c) */
     uint32_t *names;  /* open-addressing index of rule names: rule index + 1, 0 = empty */
     size_t names_cap; /* a power of two, at least twice nrules */
 } engine__ruleset;

@@ -117,6 +117,16 @@ static int plan_db(const engine_rules *rules, bool normalized, plan *p)
     const engine__ruleset *set = &rules->set;
     memset(p, 0, sizeof(*p));
     p->all_literal = true;
+    /* At most two patterns per string (ASCII and UTF-16 forms): room for all at once. */
+    uint32_t want = (uint32_t)(2 * set->nstrings + 1);
+    if (!plan_grow((void **)&p->exprs, want, sizeof(*p->exprs)) ||
+        !plan_grow((void **)&p->owned, want, sizeof(*p->owned)) ||
+        !plan_grow((void **)&p->lens, want, sizeof(*p->lens)) ||
+        !plan_grow((void **)&p->flags, want, sizeof(*p->flags)) ||
+        !plan_grow((void **)&p->ids, want, sizeof(*p->ids)) ||
+        !plan_grow((void **)&p->pats, want, sizeof(*p->pats)))
+        return ENGINE_ENOMEM;
+    p->cap = want;
     for (size_t i = 0; i < set->nstrings; i++) {
         const engine__string *s = &set->strings[i];
         const engine__rule *r = &set->rules[s->rule];

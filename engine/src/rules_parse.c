@@ -15,6 +15,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdalign.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -62,28 +63,87 @@ static int grow(void **arr, size_t *cap, size_t n, size_t esz)
     return 0;
 }
 
+/*
+ * Grows the set's arrays ahead of parsing len bytes of rule text, from how much text a rule,
+ * a string and a condition node take at the least in practice, so a large file is parsed
+ * without the arrays being copied again and again. Returns 0 or ENGINE_ENOMEM.
+ */
+static int reserve_for(engine__ruleset *set, size_t len)
+{
+    struct {
+        void **arr;
+        size_t *cap;
+        size_t n, want, esz;
+    } a[] = {
+        {(void **)&set->rules, &set->caprules, set->nrules, len / 128, sizeof(engine__rule)},
+        {(void **)&set->strings, &set->capstrings, set->nstrings, len / 48, sizeof(engine__string)},
+        {(void **)&set->nodes, &set->capnodes, set->nnodes, len / 24, sizeof(engine__node)},
+    };
+    for (size_t i = 0; i < sizeof(a) / sizeof(a[0]); i++) {
+        size_t need = a[i].n + a[i].want;
+        if (need <= *a[i].cap)
+            continue;
+        void *p = realloc(*a[i].arr, need * a[i].esz);
+        if (p == NULL)
+            return ENGINE_ENOMEM;
+        *a[i].arr = p;
+        *a[i].cap = need;
+    }
+    return 0;
+}
+
+/* A chunk of the rule set's arena: names, ids, texts, meta and condition sets live here. */
+typedef struct engine__arena_chunk {
+    struct engine__arena_chunk *next;
+    size_t used, cap;
+    alignas(max_align_t) unsigned char data[];
+} engine__arena_chunk;
+
+/* Allocates n bytes from the set's arena (aligned for any type). Returns NULL when out of memory.
+ */
+static void *set_alloc(engine__ruleset *set, size_t n)
+{
+    n = (n + alignof(max_align_t) - 1) & ~(alignof(max_align_t) - 1);
+    engine__arena_chunk *c = set->arena;
+    if (c == NULL || c->cap - c->used < n) {
+        size_t cap = n > 65536 ? n : 65536;
+        engine__arena_chunk *nc = malloc(sizeof(*nc) + cap);
+        if (nc == NULL)
+            return NULL;
+        nc->next = c;
+        nc->used = 0;
+        nc->cap = cap;
+        set->arena = nc;
+        c = nc;
+    }
+    void *p = c->data + c->used;
+    c->used += n;
+    return p;
+}
+
+/* Copies s[0..n) into the arena with a terminating NUL. */
+static char *set_strndup(engine__ruleset *set, const char *s, size_t n)
+{
+    char *p = set_alloc(set, n + 1);
+    if (p) {
+        memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
 void engine__ruleset_cleanup(engine__ruleset *set)
 {
     if (set == NULL)
         return;
     for (size_t i = 0; i < set->nrules; i++) {
-        engine__rule *r = &set->rules[i];
-        free(r->name);
-        for (size_t j = 0; j < r->ntags; j++)
-            free(r->tags[j]);
-        free(r->tags);
-        for (size_t j = 0; j < r->nmeta; j++) {
-            free(r->meta[j].key);
-            free(r->meta[j].value);
-        }
-        free(r->meta);
+        free(set->rules[i].tags);
+        free(set->rules[i].meta);
     }
-    for (size_t i = 0; i < set->nstrings; i++) {
-        free(set->strings[i].id);
-        free(set->strings[i].text);
+    for (engine__arena_chunk *c = set->arena, *next; c; c = next) {
+        next = c->next;
+        free(c);
     }
-    for (size_t i = 0; i < set->nnodes; i++)
-        free(set->nodes[i].set);
     free(set->rules);
     free(set->strings);
     free(set->nodes);
@@ -336,9 +396,10 @@ static int expect_punct(parser *ps, char c, const char *what)
     return next(ps);
 }
 
+/* The current token's text, in the rule set's arena. */
 static char *tok_dup(parser *ps)
 {
-    char *s = strndup(ps->tok.start, ps->tok.len);
+    char *s = set_strndup(ps->set, ps->tok.start, ps->tok.len);
     if (s == NULL)
         nomem(ps);
     return s;
@@ -358,10 +419,13 @@ static int hexval(int c)
     return -1;
 }
 
-/* Decodes the escapes of a text string token into a new buffer. Returns 0 or an error. */
+/*
+ * Decodes the escapes of a text string token into the arena (NUL-terminated). Returns 0 or an
+ * error.
+ */
 static int decode_text(parser *ps, const token *t, uint8_t **out, size_t *out_len)
 {
-    uint8_t *buf = malloc(t->len + 1);
+    uint8_t *buf = set_alloc(ps->set, t->len + 1);
     if (buf == NULL)
         return nomem(ps);
     size_t n = 0;
@@ -390,7 +454,6 @@ static int decode_text(parser *ps, const token *t, uint8_t **out, size_t *out_le
             int hi = i + 1 < t->len ? hexval(t->start[i + 1]) : -1;
             int lo = i + 2 < t->len ? hexval(t->start[i + 2]) : -1;
             if (hi < 0 || lo < 0) {
-                free(buf);
                 return fail_at(ps, t->line, "bad \\x escape in text string");
             }
             buf[n++] = (uint8_t)(hi * 16 + lo);
@@ -398,11 +461,11 @@ static int decode_text(parser *ps, const token *t, uint8_t **out, size_t *out_le
             break;
         }
         default:
-            free(buf);
             return fail_at(ps, t->line, "illegal escape sequence '\\%c' in text string",
                            isprint((unsigned char)e) ? e : '?');
         }
     }
+    buf[n] = '\0';
     *out = buf;
     *out_len = n;
     return 0;
@@ -623,10 +686,10 @@ static int hex_seq(parser *ps, sbuf *b, hexinfo *info, int depth)
 }
 
 /* Extracts the bytes of a hex string with no wildcards, jumps or alternatives. */
-static int hex_literal(const char *expr, uint8_t **out, size_t *out_len)
+static int hex_literal(engine__ruleset *set, const char *expr, uint8_t **out, size_t *out_len)
 {
     size_t n = strlen(expr) / 4;
-    uint8_t *buf = malloc(n ? n : 1);
+    uint8_t *buf = set_alloc(set, n + 1);
     if (buf == NULL)
         return ENGINE_ENOMEM;
     for (size_t i = 0; i < n; i++)
@@ -732,10 +795,8 @@ static int parse_meta(parser *ps)
         char *key = tok_dup(ps);
         if (key == NULL)
             return ps->err;
-        if (next(ps) || expect_punct(ps, '=', "after meta identifier")) {
-            free(key);
+        if (next(ps) || expect_punct(ps, '=', "after meta identifier"))
             return ps->err;
-        }
         char *value = NULL;
         if (ps->tok.kind == T_STRING) {
             uint8_t *v;
@@ -748,7 +809,7 @@ static int parse_meta(parser *ps)
             value = tok_dup(ps);
         } else if (tok_punct(ps, '-')) {
             if (next(ps) == 0 && ps->tok.kind == T_NUMBER) {
-                value = malloc(ps->tok.len + 2);
+                value = set_alloc(ps->set, ps->tok.len + 2);
                 if (value)
                     snprintf(value, ps->tok.len + 2, "-%.*s", (int)ps->tok.len, ps->tok.start);
                 else
@@ -760,11 +821,8 @@ static int parse_meta(parser *ps)
             FAIL(ps, "meta value must be a string, an integer, true or false");
         }
         engine__meta *meta = value ? realloc(r->meta, (r->nmeta + 1) * sizeof(*meta)) : NULL;
-        if (meta == NULL) {
-            free(key);
-            free(value);
+        if (meta == NULL)
             return ps->err ? ps->err : nomem(ps);
-        }
         r->meta = meta;
         r->meta[r->nmeta].key = key;
         r->meta[r->nmeta].value = value;
@@ -859,15 +917,18 @@ static int parse_strings(parser *ps)
                 return fail_at(ps, line, "hex string has no fixed byte");
             }
             if (!info.has_wild) {
-                int rc = hex_literal(b.s, &s->text, &s->text_len);
+                int rc = hex_literal(ps->set, b.s, &s->text, &s->text_len);
                 free(b.s);
                 if (rc)
                     return nomem(ps);
                 s->literal = true;
             } else {
-                s->text = (uint8_t *)b.s;
+                s->text = (uint8_t *)set_strndup(ps->set, b.s, b.len);
                 s->text_len = b.len;
                 s->hs_flags = HS_FLAG_DOTALL;
+                free(b.s);
+                if (s->text == NULL)
+                    return nomem(ps);
             }
             s->fixed_len = info.fixed ? info.min_len : 0;
         } else if (ps->p < ps->end && *ps->p == '/') {
@@ -878,8 +939,11 @@ static int parse_strings(parser *ps)
                 free(b.s);
                 return ps->err;
             }
-            s->text = (uint8_t *)b.s;
+            s->text = (uint8_t *)set_strndup(ps->set, b.s, b.len);
             s->text_len = b.len;
+            free(b.s);
+            if (s->text == NULL)
+                return nomem(ps);
         } else {
             if (next(ps))
                 return ps->err;
@@ -971,7 +1035,7 @@ static int parse_string_set(parser *ps, uint32_t **set, uint32_t *nset)
     uint32_t n = 0;
     for (uint32_t i = 0; i < r->nstrings; i++)
         n += chosen[i];
-    *set = malloc(n * sizeof(uint32_t));
+    *set = set_alloc(ps->set, (n ? n : 1) * sizeof(uint32_t));
     if (*set == NULL) {
         free(chosen);
         return nomem(ps);
@@ -1176,10 +1240,8 @@ static int parse_primary(parser *ps, uint32_t *out)
             bool none = save.kind == T_IDENT && save.start[0] == 'n';
             if (next(ps) || parse_string_set(ps, &n.set, &n.nset))
                 return ps->err;
-            if (tok_is(ps, "in") || tok_is(ps, "at")) {
-                free(n.set);
+            if (tok_is(ps, "in") || tok_is(ps, "at"))
                 return reject_unsupported(ps, false);
-            }
             /* none of: exactly zero hits, expressed as not (1 of set). */
             if (none) {
                 n.value = 1;
@@ -1573,7 +1635,9 @@ static int parse_file(parser *parent, engine__ruleset *set, EVP_MD_CTX *sha, con
                          .sha = sha};
             EVP_DigestUpdate(sha, text, len);
             EVP_DigestUpdate(sha, "\0", 1);
-            rc = parse_source(&ps);
+            rc = reserve_for(set, len);
+            if (rc == 0)
+                rc = parse_source(&ps);
             *seen = ps.seen;
             *nseen = ps.nseen;
             free(dir);
@@ -1604,15 +1668,12 @@ static int parse_source(parser *ps)
                 return ps->err;
             size_t plen = strlen(ps->dir) + nlen + 1;
             char *path = malloc(plen);
-            if (path == NULL) {
-                free(name);
+            if (path == NULL)
                 return nomem(ps);
-            }
             if (nlen > 0 && name[0] == '/')
                 snprintf(path, plen, "%.*s", (int)nlen, (const char *)name);
             else
                 snprintf(path, plen, "%s%.*s", ps->dir, (int)nlen, (const char *)name);
-            free(name);
             int rc = parse_file(ps, ps->set, ps->sha, path, ps->diag, ps->depth + 1, &ps->seen,
                                 &ps->nseen);
             free(path);
@@ -1750,7 +1811,9 @@ int engine__rules_parse_text(engine__ruleset *set, const char *text, const char 
                  .sha = sha};
     EVP_DigestUpdate(sha, text, len);
     EVP_DigestUpdate(sha, "\0", 1);
-    int rc = parse_source(&ps);
+    int rc = reserve_for(set, len);
+    if (rc == 0)
+        rc = parse_source(&ps);
     for (size_t i = 0; i < ps.nseen; i++)
         free(ps.seen[i]);
     free(ps.seen);
