@@ -256,7 +256,12 @@ typedef struct reply_fields {
     const char *reason;
 } reply_fields;
 
-static bool reply(worker *w, conn *c, uint64_t request_id, uint64_t scan_id, const reply_fields *f)
+/*
+ * Encodes a reply frame (AMSI_PROTO_MAX_REPLY bytes of room) and counts it. Returns false when
+ * it cannot be encoded, which only a bug could cause.
+ */
+static bool encode_reply(broker_server *s, uint64_t request_id, uint64_t scan_id,
+                         const reply_fields *f, uint8_t *frame, size_t *len)
 {
     amsi_proto_reply rep = {.request_id = request_id,
                             .session_id = f->session_id,
@@ -269,12 +274,18 @@ static bool reply(worker *w, conn *c, uint64_t request_id, uint64_t scan_id, con
                             .object_len = f->object ? (uint32_t)strlen(f->object) : 0,
                             .reason = f->reason ? f->reason : "",
                             .reason_len = f->reason ? (uint32_t)strlen(f->reason) : 0};
+    if (amsi_proto_encode_reply(&rep, frame, AMSI_PROTO_MAX_REPLY, len) != 0)
+        return false;
+    count(&s->st_requests);
+    return true;
+}
+
+static bool reply(worker *w, conn *c, uint64_t request_id, uint64_t scan_id, const reply_fields *f)
+{
     uint8_t frame[AMSI_PROTO_MAX_REPLY];
     size_t len;
-    if (amsi_proto_encode_reply(&rep, frame, sizeof(frame), &len) != 0)
-        return false;
-    count(&w->server->st_requests);
-    return send_frame(w, c, frame, len);
+    return encode_reply(w->server, request_id, scan_id, f, frame, &len) &&
+           send_frame(w, c, frame, len);
 }
 
 /* A reply that is only a status. */
@@ -891,22 +902,11 @@ static void pool_reply(broker_server *s, conn *c, uint64_t request_id, const rep
 {
     if (atomic_load_explicit(&c->dead, memory_order_acquire))
         return;
-    amsi_proto_reply rep = {
-        .request_id = request_id,
-        .scan_id = atomic_fetch_add_explicit(&s->next_scan_id, 1, memory_order_relaxed),
-        .status = f->status,
-        .amsi_result = f->amsi_result,
-        .rule = f->rule ? f->rule : "",
-        .rule_len = f->rule ? (uint32_t)strlen(f->rule) : 0,
-        .object = f->object ? f->object : "",
-        .object_len = f->object ? (uint32_t)strlen(f->object) : 0,
-        .reason = f->reason ? f->reason : "",
-        .reason_len = f->reason ? (uint32_t)strlen(f->reason) : 0};
     uint8_t frame[AMSI_PROTO_MAX_REPLY];
     size_t len;
-    if (amsi_proto_encode_reply(&rep, frame, sizeof(frame), &len) != 0)
+    uint64_t scan_id = atomic_fetch_add_explicit(&s->next_scan_id, 1, memory_order_relaxed);
+    if (!encode_reply(s, request_id, scan_id, f, frame, &len))
         return;
-    count(&s->st_requests);
     /* One SOCK_SEQPACKET message is delivered whole even when another thread sends too. */
     ssize_t n;
     do

@@ -521,32 +521,13 @@ typedef struct hexinfo {
     size_t fixed_bytes; /* count of fully fixed bytes */
 } hexinfo;
 
-/* Skips spaces, newlines and comments inside a hex string. */
+/*
+ * Skips spaces, newlines and comments inside a hex string, as between tokens; an unterminated
+ * comment is recorded as the error and the hex parser then stops at the end of the text.
+ */
 static void hex_skip(parser *ps)
 {
-    for (;;) {
-        while (ps->p < ps->end && isspace((unsigned char)*ps->p)) {
-            if (*ps->p == '\n')
-                ps->line++;
-            ps->p++;
-        }
-        if (ps->p + 1 < ps->end && ps->p[0] == '/' && ps->p[1] == '/') {
-            while (ps->p < ps->end && *ps->p != '\n')
-                ps->p++;
-            continue;
-        }
-        if (ps->p + 1 < ps->end && ps->p[0] == '/' && ps->p[1] == '*') {
-            ps->p += 2;
-            while (ps->p + 1 < ps->end && !(ps->p[0] == '*' && ps->p[1] == '/')) {
-                if (*ps->p == '\n')
-                    ps->line++;
-                ps->p++;
-            }
-            ps->p = ps->p + 2 <= ps->end ? ps->p + 2 : ps->end;
-            continue;
-        }
-        return;
-    }
+    (void)skip_space(ps);
 }
 
 /* Reads a decimal number inside a jump. Returns -1 when there is none. */
