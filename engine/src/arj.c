@@ -14,19 +14,22 @@
  * then optional extra data up to first_hdr_size (the first four bytes of which are the continued
  * file's position when the EXTFILE flag is set), then the NUL-terminated name and comment. The
  * main header comes first (file type 2); each member header is followed by its compressed bytes;
- * 60 EA 00 00 ends the archive. This was learned from Robert Jung's "ARJ technical information"
- * notes shipped with UNARJ, and checked against archives made by Debian's arj 3.10.
+ * 60 EA 00 00 ends the archive. The layout comes from Robert Jung's "ARJ technical information"
+ * notes shipped with UNARJ; the decoders' constants (window, table sizes, method 4's widths) from
+ * the published UNARJ decoder's definitions; everything was checked against archives made by
+ * Debian's arj 3.10 (see tests/engine/gen/make_arj_samples.sh).
  *
  * Methods 1 to 3 are LZ77 over a 26,624-byte window with static Huffman codes sent per block, the
- * scheme LHA's -lh5- popularised, with ARJ's constants. The bit stream is read most significant
- * bit first. A block starts with its symbol count (16 bits), then three code-length tables:
+ * scheme of Okumura's ar002 that LHA's -lh5- also uses, with ARJ's constants. The bit stream is
+ * read most significant bit first. A block starts with its symbol count (16 bits), then three
+ * code-length tables:
  *
  *  - "t", the pretable (19 symbols): a 5-bit count n; if n is 0, a 5-bit symbol that is the only
  *    one (coded in zero bits). Otherwise n lengths, each 3 bits, where 7 means "7 plus the number
  *    of 1 bits that follow, up to a 0"; after the third length a 2-bit count of zero lengths.
  *  - "c", literals and lengths (510 symbols): a 9-bit count n, or 0 and a 9-bit single symbol.
- *    Otherwise each length is a t symbol: 0 means one zero length, 1 means 3 + 4 bits zero lengths,
- *    2 means 20 + 9 bits zero lengths, k >= 3 means length k - 2.
+ *    Otherwise each length is a t symbol: 0 means one zero length, 1 means 3 plus a 4-bit count of
+ *    zero lengths, 2 means 20 plus a 9-bit count, and k >= 3 means length k - 2.
  *  - "p", position slots (17 symbols): coded like "t" (5-bit count) without the zero-run escape.
  *
  * Codes are canonical: shorter codes first, equal lengths in symbol order. Then come the block's
@@ -34,10 +37,10 @@
  * (3 to 256) whose distance minus one is decoded from a p slot j: 0 for j = 0, otherwise 2^(j-1)
  * plus j-1 more bits. The stream has no end marker; it stops when the original size is reached.
  *
- * Method 4 has no Huffman stage: a length code is unary-prefixed (up to seven 1 bits, each doubling
- * the base, ended by a 0 unless all seven are present, then that many bits plus the base); 0 means
- * a literal (8 bits follow), n > 0 a match of length n + 2 whose distance minus one is coded the
- * same way with a base of 2^9 and widths 9 to 13.
+ * Method 4 has no Huffman stage. A length code is k one bits (k from 0 to 7; a 0 bit ends the run
+ * unless all seven are there), then k more bits v: the value is 2^k - 1 + v. Value 0 is a literal
+ * (8 bits follow); n > 0 is a match of length n + 2 whose distance minus one is k one bits (k from
+ * 0 to 4, same rule), then 9 + k bits v: 2^9 * (2^k - 1) + v, at most 15,871.
  *
  * Defences: a bit read past the member's compressed bytes is ETRUNC (bits are peeked from a zero
  * padded buffer and the overrun is noticed when consumed, before any byte derived from it is
@@ -51,23 +54,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ARJ_ID0       0x60u
-#define ARJ_ID1       0xEAu
-#define ARJ_HDR_MAX   2600u /* largest basic header */
-#define ARJ_FIRST_MIN 30u   /* smallest fixed part of a basic header */
-#define ARJ_TYPE_MAIN 2u    /* file type of the main header */
-#define ARJ_DICSIZ    26624u
-#define ARJ_THRESHOLD 3u
-#define ARJ_NC        510u /* 256 literals + 254 match lengths */
-#define ARJ_NP        17u  /* position slots */
-#define ARJ_NT        19u  /* pretable symbols */
-#define ARJ_CBIT      9u
-#define ARJ_PBIT      5u
-#define ARJ_TBIT      5u
-#define ARJ_MAXBITS   16u /* longest Huffman code */
-#define ARJ_C_FAST    12u /* bits resolved by one lookup in the c table */
-#define ARJ_PT_FAST   8u  /* ... in the t and p tables */
-#define ARJ_CRC_INIT  0xFFFFFFFFu
+#define ARJ_ID0           0x60u
+#define ARJ_ID1           0xEAu
+#define ARJ_HDR_MAX       2600u /* largest basic header */
+#define ARJ_FIRST_MIN     30u   /* smallest fixed part of a basic header */
+#define ARJ_TYPE_MAIN     2u    /* file type of the main header */
+#define ARJ_DICSIZ        26624u
+#define ARJ_THRESHOLD     3u
+#define ARJ_NC            510u /* 256 literals + 254 match lengths */
+#define ARJ_NP            17u  /* position slots */
+#define ARJ_NT            19u  /* pretable symbols */
+#define ARJ_CBIT          9u
+#define ARJ_PBIT          5u
+#define ARJ_TBIT          5u
+#define ARJ_MAXBITS       16u /* longest Huffman code */
+#define ARJ_C_FAST        12u /* bits resolved by one lookup in the c table */
+#define ARJ_PT_FAST       8u  /* ... in the t and p tables */
+#define ARJ_CRC_INIT      0xFFFFFFFFu
+#define ARJ_SEARCH_BUDGET (1024u * 1024u) /* header bytes CRC-checked by the search */
 
 /* What a Huffman table is able to decode. */
 enum { HUFF_EMPTY, HUFF_SINGLE, HUFF_CODE };
@@ -142,6 +146,7 @@ typedef struct arj_header {
  * Small helpers
  * ------------------------------------------------------------------------------------------- */
 
+/* Little-endian loads. Can't fail. */
 static uint16_t rd16(const uint8_t *p)
 {
     return (uint16_t)(p[0] | (unsigned)p[1] << 8);
@@ -171,6 +176,7 @@ static uint32_t crc_update(const uint32_t table[256], uint32_t crc, const uint8_
     return crc;
 }
 
+/* Returns the CRC-32 of p[0..n). Can't fail. */
 static uint32_t crc_of(const uint32_t table[256], const uint8_t *p, size_t n)
 {
     return crc_update(table, ARJ_CRC_INIT, p, n) ^ ARJ_CRC_INIT;
@@ -249,12 +255,18 @@ static int parse_header(const engine__arj *a, size_t pos, arj_header *h)
  * Finds the main header: at offset 0, else the first valid one below ENGINE__ARJ_SFX_MAX. Stores
  * the offset of the first member header in a->next_hdr. Returns 0, ENGINE__ARJ_ETRUNC when a
  * candidate ran past the end of the input and none was valid, ENGINE__ARJ_EFORMAT otherwise.
+ *
+ * Candidates that pass the cheap checks (id, size, file type) cost a CRC over their claimed size;
+ * a stub stuffed with such decoys (one every 4 bytes is possible) would cost a quarter of a second
+ * over the whole window, so the search stops with EFORMAT once ARJ_SEARCH_BUDGET header bytes
+ * were checked. Real stubs hold a handful of chance matches at most.
  */
 static int find_main_header(engine__arj *a)
 {
     const uint8_t *d = a->data;
     size_t limit = a->len < ENGINE__ARJ_SFX_MAX ? a->len : ENGINE__ARJ_SFX_MAX;
     bool truncated = false;
+    size_t budget = ARJ_SEARCH_BUDGET;
 
     for (size_t off = 0; off < limit; off++) {
         const uint8_t *hit = memchr(d + off, ARJ_ID0, limit - off);
@@ -275,6 +287,9 @@ static int find_main_header(engine__arj *a)
                 continue;
             if (off + 4 + 6 < a->len && d[off + 4 + 6] != ARJ_TYPE_MAIN)
                 continue;
+            if (size > budget)
+                break;
+            budget -= size;
         }
         arj_header h;
         int rc = parse_header(a, off, &h);
@@ -405,8 +420,6 @@ static uint32_t bits_peek(engine__arj *a, unsigned n)
 /* Consumes n bits (n <= 32) already peeked; notes an overrun in bit_err. Can't fail. */
 static void bits_drop(engine__arj *a, unsigned n)
 {
-    if (n == 0)
-        return;
     a->bitbuf <<= n;
     a->bitcnt -= n;
     if (a->bitcnt < a->pad)

@@ -98,7 +98,9 @@ typedef struct engine__arj engine__arj;
  * every later offset below ENGINE__ARJ_SFX_MAX (a self-extracting archive starts with an
  * executable stub); the first offset holding the ARJ id 0x60 0xEA, a plausible size, a first
  * header size of at least 30, the main header's file type (2), NUL-terminated name and comment
- * and a matching header CRC-32 wins. Extended headers after it are checked and skipped.
+ * and a matching header CRC-32 wins. Extended headers after it are checked and skipped. The search
+ * CRC-checks at most 1 MiB of candidate headers in all, so a stub stuffed with decoys costs a few
+ * milliseconds and then reads as ENGINE__ARJ_EFORMAT.
  *
  * data:  the whole archive; it must stay valid and unchanged until engine__arj_close(). May be
  *        NULL when len is 0.
@@ -106,7 +108,7 @@ typedef struct engine__arj engine__arj;
  *
  * Returns 0; ENGINE__ARJ_EFORMAT when no main header is found; ENGINE__ARJ_ETRUNC when the only
  * candidates ran past the end of the input; ENGINE__ARJ_ENOMEM; ENGINE__ARJ_EINVAL for NULL out.
- * Allocates one fixed-size block (about 60 KiB) whatever the input.
+ * Allocates one fixed-size block (about 55 KiB) whatever the input.
  */
 int engine__arj_open(const uint8_t *data, size_t len, engine__arj **out);
 

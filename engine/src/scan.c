@@ -15,6 +15,7 @@
  */
 #include "rules.h"
 #include "text.h"
+#include "unpack.h"
 
 #include <limits.h>
 #include <stdalign.h>
@@ -388,6 +389,9 @@ typedef struct scan_ctx {
     engine_result *res;
     uint64_t deadline_ns;
     size_t decode_left;
+    uint64_t unpacked; /* bytes produced by unpackers (max_scan_size) */
+    bool halted;       /* a request-wide limit (time, scan size) ended the scan */
+    bool noted_error;  /* the first note was a parse error, not a limit */
     int err;
 } scan_ctx;
 
@@ -497,7 +501,7 @@ static void scan_view(scan_ctx *c, int dbi, const uint8_t *data, size_t len, con
 /* True once the request has its answer (a detection), failed, or ran out of time. */
 static bool stopped(const scan_ctx *c)
 {
-    return c->err || c->res->verdict == ENGINE_VERDICT_DETECTED || c->res->reason != NULL;
+    return c->err || c->halted || c->res->verdict == ENGINE_VERDICT_DETECTED;
 }
 
 /*
@@ -507,15 +511,17 @@ static bool stopped(const scan_ctx *c)
  */
 static bool out_of_time(scan_ctx *c)
 {
-    if (c->res->reason == NULL && now_ns() > c->deadline_ns)
-        c->res->reason = "Limits.Exceeded.MaxScanTime";
-    return c->res->reason != NULL;
+    if (!c->halted && now_ns() > c->deadline_ns) {
+        c->halted = true;
+        if (c->res->reason == NULL)
+            c->res->reason = "Limits.Exceeded.MaxScanTime";
+    }
+    return c->halted;
 }
 
 static void scan_object(scan_ctx *c, const uint8_t *data, size_t len, const object *o,
-                        unsigned hints, unsigned depth);
+                        unsigned hints, unsigned depth, unsigned udepth);
 
-/* Decodes the base64 runs of text and scans each result (and its decompression) as a child. */
 /*
  * The scratch's decode buffer for one nesting depth, grown to at least cap bytes (each depth has
  * its own: a child's children are decoded while the parent's buffer is still in use). Returns
@@ -536,8 +542,9 @@ static uint8_t *decode_buffer(engine_scratch *s, unsigned depth, size_t cap)
     return s->decode_buf[depth];
 }
 
+/* Decodes the base64 runs of text and scans each result (and its decompression) as a child. */
 static void scan_base64_children(scan_ctx *c, const uint8_t *text, size_t len, const object *o,
-                                 unsigned depth)
+                                 unsigned depth, unsigned udepth)
 {
     size_t pos = 0;
     engine__span sp;
@@ -558,7 +565,7 @@ static void scan_base64_children(scan_ctx *c, const uint8_t *text, size_t len, c
         char name[40];
         snprintf(name, sizeof(name), "base64@%zu", sp.off);
         object child = {o, name};
-        scan_object(c, buf, n, &child, 0, depth + 1);
+        scan_object(c, buf, n, &child, 0, depth + 1, udepth);
         if (!stopped(c) && !out_of_time(c) && depth + 1 < c->cfg->max_decode_depth) {
             size_t max_out =
                 c->cfg->max_decode < c->decode_left ? c->cfg->max_decode : c->decode_left;
@@ -574,7 +581,7 @@ static void scan_base64_children(scan_ctx *c, const uint8_t *text, size_t len, c
             } else if (rc == 0) {
                 c->decode_left -= out_len < c->decode_left ? out_len : c->decode_left;
                 object inner = {&child, engine__codec_name(codec)};
-                scan_object(c, out, out_len, &inner, 0, depth + 2);
+                scan_object(c, out, out_len, &inner, 0, depth + 2, udepth);
             }
             free(out);
         }
@@ -585,12 +592,178 @@ static void scan_base64_children(scan_ctx *c, const uint8_t *text, size_t len, c
  * Scans one object: its raw bytes, its UTF-16 narrowed view, its normalised view, then its
  * decoded children. Errors are left in c->err.
  */
+/* ------------------------------------------------------------------------------------------ */
+/* The unpackers' host (unpack.h).                                                            */
+
+typedef struct unpack_frame {
+    engine__unpack_host h;
+    scan_ctx *c;
+    const object *parent;
+    unsigned udepth;
+    engine_stream *stream;
+    object stream_obj;
+    char *stream_name;
+} unpack_frame;
+
+static bool host_scan_child(engine__unpack_host *h, const uint8_t *data, size_t len,
+                            const char *name)
+{
+    unpack_frame *f = h->opaque;
+    object child = {f->parent, name[0] ? name : "?"};
+    scan_object(f->c, data, len, &child, 0, 0, f->udepth + 1);
+    return stopped(f->c) || out_of_time(f->c);
+}
+
+/* Appends copies of another result's matches (a stream child's) to the request's result. */
+static int result_merge(engine_result *res, const engine_result *from)
+{
+    for (size_t i = 0; i < from->match_count; i++) {
+        const engine_match *m = &from->matches[i];
+        engine_match *all = realloc(res->matches, (res->match_count + 1) * sizeof(*all));
+        if (all == NULL)
+            return ENGINE_ENOMEM;
+        res->matches = all;
+        engine_match *d = &all[res->match_count];
+        memset(d, 0, sizeof(*d));
+        d->rule = arena_strdup(res, m->rule);
+        d->object = arena_strdup(res, m->object);
+        d->view = m->view;
+        if (d->rule == NULL || d->object == NULL)
+            return ENGINE_ENOMEM;
+        res->match_count++;
+        if (res->object == NULL)
+            res->object = d->object;
+        res->verdict = ENGINE_VERDICT_DETECTED;
+        res->amsi_result = ENGINE_AMSI_DETECTED;
+    }
+    return 0;
+}
+
+static bool host_stream_open(engine__unpack_host *h, const char *name)
+{
+    unpack_frame *f = h->opaque;
+    scan_ctx *c = f->c;
+    if (f->stream != NULL || stopped(c))
+        return true;
+    f->stream_obj = (object){f->parent, name[0] ? name : "?"};
+    engine_result tmp;
+    result_init(&tmp);
+    char *path = object_path(&tmp, &f->stream_obj);
+    f->stream_name = path ? strdup(path) : NULL;
+    engine_result_cleanup(&tmp);
+    int rc =
+        f->stream_name ? engine_stream_open(c->rules, f->stream_name, &f->stream) : ENGINE_ENOMEM;
+    if (rc != 0)
+        c->err = rc;
+    return stopped(c);
+}
+
+static bool host_stream_write(engine__unpack_host *h, const uint8_t *data, size_t len)
+{
+    unpack_frame *f = h->opaque;
+    scan_ctx *c = f->c;
+    if (f->stream == NULL || stopped(c))
+        return true;
+    int rc = engine_stream_write(f->stream, c->s, data, len, NULL);
+    if (rc != 0)
+        c->err = rc;
+    c->res->bytes_scanned += len;
+    return stopped(c) || out_of_time(c);
+}
+
+static bool host_stream_close(engine__unpack_host *h)
+{
+    unpack_frame *f = h->opaque;
+    scan_ctx *c = f->c;
+    if (f->stream == NULL)
+        return stopped(c);
+    engine_result r;
+    int rc = engine_stream_close(f->stream, c->s, &r);
+    f->stream = NULL;
+    free(f->stream_name);
+    f->stream_name = NULL;
+    if (rc == 0) {
+        rc = result_merge(c->res, &r);
+        engine_result_cleanup(&r);
+    }
+    if (rc != 0)
+        c->err = rc;
+    return stopped(c);
+}
+
+static bool host_charge(engine__unpack_host *h, uint64_t bytes)
+{
+    unpack_frame *f = h->opaque;
+    scan_ctx *c = f->c;
+    if (c->unpacked + bytes > c->cfg->max_scan_size) {
+        c->halted = true;
+        if (c->res->reason == NULL)
+            c->res->reason = "Limits.Exceeded.MaxScanSize";
+        return false;
+    }
+    c->unpacked += bytes;
+    return true;
+}
+
+static void host_note(engine__unpack_host *h, const char *reason, bool error)
+{
+    unpack_frame *f = h->opaque;
+    if (f->c->res->reason == NULL) {
+        f->c->res->reason = reason;
+        f->c->noted_error = error;
+    }
+}
+
+static bool host_out_of_time(engine__unpack_host *h)
+{
+    unpack_frame *f = h->opaque;
+    return out_of_time(f->c);
+}
+
+/* Unpacks o when it is a container the configuration allows. Returns true when it was one. */
+static bool unpack_object(scan_ctx *c, const uint8_t *data, size_t len, const object *o,
+                          unsigned udepth)
+{
+    const engine_config *cfg = c->cfg;
+    if (!cfg->scan_archives && !cfg->scan_packages && !cfg->scan_office)
+        return false;
+    unpack_frame f = {.h = {.cfg = cfg,
+                            .depth = udepth,
+                            .scan_child = host_scan_child,
+                            .stream_open = host_stream_open,
+                            .stream_write = host_stream_write,
+                            .stream_close = host_stream_close,
+                            .charge = host_charge,
+                            .note = host_note,
+                            .out_of_time = host_out_of_time},
+                      .c = c,
+                      .parent = o,
+                      .udepth = udepth};
+    f.h.opaque = &f;
+    int rc = engine__unpack(&f.h, data, len);
+    if (f.stream != NULL)
+        host_stream_close(&f.h);
+    if (rc < 0)
+        c->err = rc;
+    return rc == 0;
+}
+
 static void scan_object(scan_ctx *c, const uint8_t *data, size_t len, const object *o,
-                        unsigned hints, unsigned depth)
+                        unsigned hints, unsigned depth, unsigned udepth)
 {
     if (stopped(c))
         return;
     const engine_config *cfg = c->cfg;
+    /*
+     * A container is unpacked first, so a match inside a member is reported with the member's
+     * path; its raw bytes are scanned after (stored members, or what the unpacker could not
+     * reach), and being binary, it gets no script views.
+     */
+    if (unpack_object(c, data, len, o, udepth)) {
+        if (!stopped(c))
+            scan_view(c, ENGINE__DB_RAW, data, len, o, ENGINE_VIEW_RAW);
+        return;
+    }
     scan_view(c, ENGINE__DB_RAW, data, len, o, ENGINE_VIEW_RAW);
     const uint8_t *text = data;
     size_t tlen = len;
@@ -618,7 +791,7 @@ static void scan_object(scan_ctx *c, const uint8_t *data, size_t len, const obje
     }
     free(norm);
     if (cfg->decode_base64 && depth < cfg->max_decode_depth)
-        scan_base64_children(c, text, tlen, o, depth);
+        scan_base64_children(c, text, tlen, o, depth, udepth);
     free(narrow);
 }
 
@@ -646,13 +819,15 @@ int engine_scan_buffer(const engine_rules *rules, engine_scratch *scratch, const
                   .deadline_ns = now_ns() + (uint64_t)cfg->max_scan_time_ms * 1000000u,
                   .decode_left = cfg->max_decode_total};
     object root = {NULL, name ? name : "buffer"};
-    scan_object(&c, data, len, &root, hints, 0);
+    scan_object(&c, data, len, &root, hints, 0, 0);
     if (c.err != 0) {
         engine_result_cleanup(result);
         return c.err;
     }
     if (result->verdict != ENGINE_VERDICT_DETECTED && result->reason != NULL)
-        result->verdict = ENGINE_VERDICT_LIMIT;
+        result->verdict = c.noted_error ? ENGINE_VERDICT_ERROR : ENGINE_VERDICT_LIMIT;
+    else if (result->verdict == ENGINE_VERDICT_DETECTED)
+        result->reason = NULL; /* detection wins over any limit or error */
     return 0;
 }
 

@@ -750,6 +750,24 @@ static void test_sfx_prefix(void **state)
     walk(p, pre + n, 4096, &w);
     assert_int_equal(w.open_rc, ENGINE__ARJ_EFORMAT);
     free(p);
+
+    /*
+     * Decoys that pass every check but the CRC, one every 4 bytes: a few are skipped, but past the
+     * search's budget (1 MiB of checked headers, some 400 of these) the archive is not looked for.
+     */
+    static const size_t decoys[] = {10, 1000};
+    for (size_t i = 0; i < sizeof(decoys) / sizeof(decoys[0]); i++) {
+        size_t stub = decoys[i] * 4 + 8;
+        p = malloc(stub + n);
+        assert_non_null(p);
+        memset(p, 'x', stub);
+        for (size_t k = 0; k < decoys[i]; k++)
+            memcpy(p + 4 * k, "\x60\xEA\x02\x0A", 4); /* size 0x0A02, file type 2 at +10 */
+        memcpy(p + stub, d, n);
+        walk(p, stub + n, 4096, &w);
+        assert_int_equal(w.open_rc, i == 0 ? 0 : ENGINE__ARJ_EFORMAT);
+        free(p);
+    }
     free(d);
 
     /* Not an archive at all, and ids alone. */
@@ -1021,11 +1039,14 @@ static void test_streams(void **state)
     make_stream(&b, 1, &w, 10, 0);
     assert_int_equal(read_one(&b, 16, NULL, 0, &len), ENGINE__ARJ_EFORMAT);
 
-    /* Pretables that are over-subscribed (1,1,1), incomplete (1), too many (20), too long. */
+    /*
+     * Pretables that are over-subscribed (1,1,1), incomplete (1), too many (20), too long, or all
+     * zero (a table that decodes nothing, used for the c table).
+     */
     static const struct {
         unsigned n;
         unsigned lens[4];
-    } pre[] = {{3, {1, 1, 1}}, {1, {1}}, {20, {0}}, {2, {7, 7}}};
+    } pre[] = {{3, {1, 1, 1}}, {1, {1}}, {20, {0}}, {2, {7, 7}}, {3, {0, 0, 0}}};
     for (size_t i = 0; i < sizeof(pre) / sizeof(pre[0]); i++) {
         w = (bitwriter){{0}, 0};
         put_bits(&w, 16, 1);
@@ -1040,10 +1061,21 @@ static void test_streams(void **state)
             if (k == 2)
                 put_bits(&w, 2, 0);
         }
+        put_bits(&w, 9, 5); /* a c table of 5 lengths, coded with the pretable */
         put_bits(&w, 32, 0);
         make_stream(&b, 1, &w, 10, 0);
         assert_int_equal(read_one(&b, 16, NULL, 0, &len), ENGINE__ARJ_EFORMAT);
     }
+
+    /* A c table of 511 lengths (there are 510 symbols). */
+    w = (bitwriter){{0}, 0};
+    put_bits(&w, 16, 1);
+    put_bits(&w, 5, 0);
+    put_bits(&w, 5, 3);
+    put_bits(&w, 9, 511);
+    put_bits(&w, 32, 0);
+    make_stream(&b, 1, &w, 10, 0);
+    assert_int_equal(read_one(&b, 16, NULL, 0, &len), ENGINE__ARJ_EFORMAT);
 
     /* Method 4: a literal 'x' (0 then 8 bits), then a match of 3 at distance 1 (1 0 0, 0 + 9). */
     w = (bitwriter){{0}, 0};
@@ -1076,6 +1108,102 @@ static void test_streams(void **state)
     make_stream(&b, 1, &w, 5, 0);
     assert_int_equal(read_one(&b, 16, NULL, 0, &len), ENGINE__ARJ_ETRUNC);
     assert_int_equal(len, 0);
+}
+
+/* Canonical codes for the lengths len[0..n): shorter codes first, equal lengths by symbol. */
+static void canon_codes(const uint8_t *len, unsigned n, uint32_t *code)
+{
+    uint32_t next = 0;
+    for (unsigned l = 1; l <= 16; l++) {
+        for (unsigned sym = 0; sym < n; sym++)
+            if (len[sym] == l)
+                code[sym] = next++;
+        next <<= 1;
+    }
+}
+
+/* Writes a "t" or "p" code length: 3 bits, or 7 followed by v - 7 one bits and a zero. */
+static void put_pt_len(bitwriter *w, unsigned v)
+{
+    if (v < 7) {
+        put_bits(w, 3, v);
+        return;
+    }
+    put_bits(w, 3, 7);
+    for (unsigned k = 7; k < v; k++)
+        put_bits(w, 1, 1);
+    put_bits(w, 1, 0);
+}
+
+/*
+ * A method-1 block whose tables have codes of every length up to 16, so symbols go through the
+ * slow path behind the lookup tables: 16 literals 'a'..'p' with code lengths 1 to 16 (and 16), a
+ * match symbol of 16 bits, and position slots 0 and 1 with 16-bit codes. It also uses all three
+ * zero-run forms of the c table.
+ */
+static void test_long_codes(void **state)
+{
+    (void)state;
+    static outbuf b;
+    bitwriter w = {{0}, 0};
+    uint8_t t_len[19], c_len[510], p_len[17];
+    uint32_t t_code[19], c_code[510], p_code[17];
+
+    for (unsigned i = 0; i < 19; i++)
+        t_len[i] = i < 13 ? 4 : 5; /* 13/16 + 6/32 = 1 */
+    memset(c_len, 0, sizeof(c_len));
+    for (unsigned i = 0; i < 15; i++)
+        c_len['a' + i] = (uint8_t)(i + 1);
+    c_len['p'] = 16;
+    c_len[256] = 16; /* a match of length 3 */
+    p_len[0] = 16;
+    p_len[1] = 16;
+    for (unsigned j = 2; j < 17; j++)
+        p_len[j] = (uint8_t)(17 - j);
+    canon_codes(t_len, 19, t_code);
+    canon_codes(c_len, 510, c_code);
+    canon_codes(p_len, 17, p_code);
+
+    put_bits(&w, 16, 19); /* symbols in the block */
+    put_bits(&w, 5, 19);
+    for (unsigned i = 0; i < 19; i++) {
+        put_pt_len(&w, t_len[i]);
+        if (i == 2)
+            put_bits(&w, 2, 0);
+    }
+    put_bits(&w, 9, 257);
+    /* 97 zeros as 1 + 18 + 78: t symbols 0, 1 (+4 bits), 2 (+9 bits). */
+    put_bits(&w, t_len[0], t_code[0]);
+    put_bits(&w, t_len[1], t_code[1]);
+    put_bits(&w, 4, 18 - 3);
+    put_bits(&w, t_len[2], t_code[2]);
+    put_bits(&w, 9, 78 - 20);
+    for (unsigned c = 'a'; c <= 'p'; c++)
+        put_bits(&w, t_len[c_len[c] + 2], t_code[c_len[c] + 2]);
+    put_bits(&w, t_len[2], t_code[2]); /* 143 zeros up to symbol 256 */
+    put_bits(&w, 9, 143 - 20);
+    put_bits(&w, t_len[18], t_code[18]);
+    put_bits(&w, 5, 17);
+    for (unsigned j = 0; j < 17; j++)
+        put_pt_len(&w, p_len[j]);
+
+    for (unsigned c = 'a'; c <= 'p'; c++)
+        put_bits(&w, c_len[c], c_code[c]);
+    put_bits(&w, c_len[256], c_code[256]); /* "ppp" from distance 1 */
+    put_bits(&w, p_len[0], p_code[0]);
+    put_bits(&w, c_len[256], c_code[256]); /* "ppp" from distance 2 (slot 1, no extra bits) */
+    put_bits(&w, p_len[1], p_code[1]);
+    put_bits(&w, c_len['p'], c_code['p']);
+
+    const char want[] = "abcdefghijklmnopppppppp";
+    uint8_t out[64];
+    size_t len;
+    make_stream(&b, 1, &w, 23, crc32_ref((const uint8_t *)want, 23));
+    assert_int_equal(read_one(&b, 1, out, sizeof(out), &len), 0);
+    assert_int_equal(len, 23);
+    assert_memory_equal(out, want, 23);
+    assert_int_equal(read_one(&b, 64, out, sizeof(out), &len), 0);
+    assert_memory_equal(out, want, 23);
 }
 
 static void test_bad_arguments(void **state)
@@ -1145,8 +1273,8 @@ int main(void)
         cmocka_unit_test(test_truncated),        cmocka_unit_test(test_corrupted),
         cmocka_unit_test(test_sfx_prefix),       cmocka_unit_test(test_huge_claimed_sizes),
         cmocka_unit_test(test_headers),          cmocka_unit_test(test_methods_and_flags),
-        cmocka_unit_test(test_streams),          cmocka_unit_test(test_bad_arguments),
-        cmocka_unit_test(test_error_table),
+        cmocka_unit_test(test_streams),          cmocka_unit_test(test_long_codes),
+        cmocka_unit_test(test_bad_arguments),    cmocka_unit_test(test_error_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
