@@ -5,9 +5,11 @@ set -euo pipefail
 
 packages=(
     build-essential cmake pkg-config
-    libhyperscan-dev zlib1g-dev liblzma-dev libssl-dev libinih-dev
-    # tests and checks
+    libhyperscan-dev zlib1g-dev liblzma-dev libbz2-dev libarchive-dev libssl-dev libinih-dev
+    # tests and checks: cmocka, the libyara peer, formatting, and the tools that build the
+    # containers the unpacking tests read
     libcmocka-dev libyara-dev clang-format
+    zip bzip2 xz-utils cpio binutils p7zip-full gcab genisoimage libarchive-tools arj python3
 )
 
 missing=()
