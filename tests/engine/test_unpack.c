@@ -14,8 +14,9 @@
  * first child holding SIG. The cases assert the children, their object paths and the notes. Every
  * input is a heap block of exactly its size, so AddressSanitizer sees any read past it.
  *
- * With UNPACK_VIA_SCAN defined to 1 (once engine/src/scan.c hosts the unpacker), the same
- * containers also go through engine_scan_buffer() with a rule on SIG.
+ * The same containers also go through engine_scan_buffer() with a rule on SIG (the scanner as
+ * the host), checking verdicts, object paths and reasons end to end. Building with
+ * UNPACK_VIA_SCAN=0 leaves that part out, for a build of the unpacker alone.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -39,7 +40,7 @@
 #define AMSI_SOURCE_DIR "."
 #endif
 #ifndef UNPACK_VIA_SCAN
-#define UNPACK_VIA_SCAN 0
+#define UNPACK_VIA_SCAN 1
 #endif
 
 #define SIG "AMSI-UNPACK-SIGNATURE-41c7"
@@ -798,17 +799,23 @@ static void test_arj(void **state)
  * Nesting
  * ------------------------------------------------------------------------------------------- */
 
-static void test_nested_tar_gz(void **state)
+/* sample.bin: a ZIP holding payload.tar.gz, which holds evil.ps1. */
+static blob sample_bin(void)
 {
-    (void)state;
-    /* sample.bin (a ZIP) > payload.tar.gz > gzip (the TAR) > evil.ps1. */
     blob tgz = load("payload.tar.gz");
     gen_zip z = {0};
     gen_buf g = {0};
     assert_int_equal(gen_zip_add(&z, "payload.tar.gz", tgz.p, tgz.n), 0);
     assert_int_equal(gen_zip_finish(&z, &g), 0);
     free(tgz.p);
-    blob b = from_gen(&g);
+    return from_gen(&g);
+}
+
+static void test_nested_tar_gz(void **state)
+{
+    (void)state;
+    /* sample.bin (a ZIP) > payload.tar.gz > gzip (the TAR) > evil.ps1. */
+    blob b = sample_bin();
     fake f;
     fake_init(&f);
     assert_int_equal(run(&f, "sample.bin", b.p, b.n), 0);
@@ -1130,15 +1137,17 @@ static void test_host_stop(void **state)
 }
 
 /* A member over the member bound (64 MiB) goes to a stream child. */
-static void test_big_member_streams(void **state)
+/*
+ * A gzip (of stored deflate blocks, so no expansion trips the ratio cap) of 80 MiB of random
+ * bytes with SIG near the end: its one member is larger than the member bound (64 MiB).
+ */
+static blob big_stored_gzip(void)
 {
-    (void)state;
     size_t n = 80u << 20;
     uint8_t *plain = malloc(n);
     assert_non_null(plain);
     fill_random(plain, n, 99);
     memcpy(plain + n - 1000, SIG, strlen(SIG));
-    /* gzip at level 0 (stored blocks): no expansion to trip the ratio cap. */
     z_stream s;
     memset(&s, 0, sizeof(s));
     assert_int_equal(deflateInit2(&s, 0, Z_DEFLATED, 16 + 15, 8, Z_DEFAULT_STRATEGY), Z_OK);
@@ -1150,18 +1159,25 @@ static void test_big_member_streams(void **state)
     s.next_out = gz;
     s.avail_out = (uInt)cap;
     assert_int_equal(deflate(&s, Z_FINISH), Z_STREAM_END);
-    size_t gz_len = cap - s.avail_out;
+    blob b = {gz, cap - s.avail_out};
     deflateEnd(&s);
     free(plain);
+    return b;
+}
 
+/* A member over the member bound goes to a stream child. */
+static void test_big_member_streams(void **state)
+{
+    (void)state;
+    blob gz = big_stored_gzip();
     fake f;
     fake_init(&f);
     f.cfg.max_compound_size = 1u << 30;
-    assert_int_equal(run(&f, "big.gz", gz, gz_len), 0);
+    assert_int_equal(run(&f, "big.gz", gz.p, gz.n), 0);
     expect_text("children", f.log, "big.gz>gzip(83886080)!~");
     expect_text("notes", f.notes, "");
     assert_int_equal(f.streams_open, 1);
-    free(gz);
+    free(gz.p);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -1280,22 +1296,26 @@ static void test_encrypted(void **state)
  * ------------------------------------------------------------------------------------------- */
 
 #if UNPACK_VIA_SCAN
+/* Scans b as the request `name` and checks the verdict, and the object and reason when given. */
 static void scan_expect(engine_rules *rules, engine_scratch *s, const engine_config *cfg,
-                        const char *name, engine_verdict verdict, const char *object,
+                        const char *name, blob b, engine_verdict verdict, const char *object,
                         const char *reason)
 {
-    blob b = load(name);
     engine_result res;
     assert_int_equal(engine_scan_buffer(rules, s, cfg, b.p, b.n, name, 0, &res), 0);
-    if (res.verdict != verdict)
-        fail_msg("%s: verdict %s, want %s (reason %s)", name, engine_verdict_name(res.verdict),
-                 engine_verdict_name(verdict), res.reason ? res.reason : "-");
-    if (object != NULL)
-        expect_text("object", res.object ? res.object : "", object);
-    if (reason != NULL)
-        expect_text("reason", res.reason ? res.reason : "", reason);
+    engine_verdict got = res.verdict;
+    char obj[600], why[200];
+    snprintf(obj, sizeof(obj), "%s", res.object ? res.object : "");
+    snprintf(why, sizeof(why), "%s", res.reason ? res.reason : "");
     engine_result_cleanup(&res);
     free(b.p);
+    if (got != verdict)
+        fail_msg("%s: verdict %s, want %s (object %s, reason %s)", name, engine_verdict_name(got),
+                 engine_verdict_name(verdict), obj, why);
+    if (object != NULL)
+        expect_text("object", obj, object);
+    if (reason != NULL)
+        expect_text("reason", why, reason);
 }
 
 static void test_via_scan(void **state)
@@ -1314,15 +1334,56 @@ static void test_via_scan(void **state)
     cfg.scan_archives = true;
     cfg.scan_packages = true;
 
-    scan_expect(rules, s, &cfg, "zip_deflate.zip", ENGINE_VERDICT_DETECTED,
+    scan_expect(rules, s, &cfg, "zip_deflate.zip", load("zip_deflate.zip"), ENGINE_VERDICT_DETECTED,
                 "zip_deflate.zip>evil.ps1", NULL);
-    scan_expect(rules, s, &cfg, "payload.tar.gz", ENGINE_VERDICT_DETECTED, "payload.tar.gz>gzip",
+    scan_expect(rules, s, &cfg, "sample.bin", sample_bin(), ENGINE_VERDICT_DETECTED,
+                "sample.bin>payload.tar.gz>gzip>evil.ps1", NULL);
+    scan_expect(rules, s, &cfg, "l5.cpio", load("l5.cpio"), ENGINE_VERDICT_DETECTED,
+                "l5.cpio>l4.7z>l3.tar.xz>xz>l1.zip>evil.ps1", NULL);
+    scan_expect(rules, s, &cfg, "fake.deb", load("fake.deb"), ENGINE_VERDICT_DETECTED,
+                "fake.deb>data.tar.xz>xz>usr/share/fake/evil.ps1", NULL);
+    scan_expect(rules, s, &cfg, "a.cab", load("a.cab"), ENGINE_VERDICT_DETECTED, "a.cab>evil.ps1",
                 NULL);
-    scan_expect(rules, s, &cfg, "zip_enc.zip", ENGINE_VERDICT_ERROR, NULL, "zip: encrypted member");
-    scan_expect(rules, s, &cfg, "sparse.tar", ENGINE_VERDICT_LIMIT, NULL,
+    scan_expect(rules, s, &cfg, "zip_enc.zip", load("zip_enc.zip"), ENGINE_VERDICT_ERROR, NULL,
+                "zip: encrypted member");
+    scan_expect(rules, s, &cfg, "sparse.tar", load("sparse.tar"), ENGINE_VERDICT_LIMIT, NULL,
                 "Limits.Exceeded.MaxRatio");
+
+    gen_buf g = {0};
+    assert_int_equal(gen_gzip_zeros(10240, &g), 0);
+    engine_config big = cfg;
+    big.max_compound_size = 64u << 20;
+    scan_expect(rules, s, &big, "zeros.gz", from_gen(&g), ENGINE_VERDICT_LIMIT, NULL,
+                "Limits.Exceeded.MaxRatio");
+    assert_int_equal(gen_zip_overlap(1000, 1, &g), 0);
+    scan_expect(rules, s, &cfg, "overlap.zip", from_gen(&g), ENGINE_VERDICT_LIMIT, NULL,
+                "Limits.Exceeded.OverlappingEntries");
+    assert_int_equal(gen_zip_many(100000, &g), 0);
+    scan_expect(rules, s, &big, "many.zip", from_gen(&g), ENGINE_VERDICT_LIMIT, NULL,
+                "Limits.Exceeded.MaxFiles");
+    big.max_compound_size = 1u << 30;
+    scan_expect(rules, s, &big, "big.gz", big_stored_gzip(), ENGINE_VERDICT_DETECTED, "big.gz>gzip",
+                NULL);
+
+    /* Four steps reach l1.zip, whose stored member shows through its raw bytes; two steps
+     * stop at the xz layer, whose raw bytes show nothing. */
+    engine_config shallow = cfg;
+    shallow.max_recursion = 4;
+    scan_expect(rules, s, &shallow, "l5.cpio", load("l5.cpio"), ENGINE_VERDICT_DETECTED,
+                "l5.cpio>l4.7z>l3.tar.xz>xz>l1.zip", NULL);
+    shallow.max_recursion = 2;
+    scan_expect(rules, s, &shallow, "l5.cpio", load("l5.cpio"), ENGINE_VERDICT_LIMIT, NULL,
+                "Limits.Exceeded.MaxRecursion");
+    engine_config small = cfg;
+    small.max_compound_size = 100;
+    scan_expect(rules, s, &small, "payload.tar.gz", load("payload.tar.gz"), ENGINE_VERDICT_LIMIT,
+                NULL, "Limits.Exceeded.MaxCompoundSize");
+    /* Raw bytes are still scanned: a stored member's signature is found without unpacking. */
+    scan_expect(rules, s, &small, "zip_stored.zip", load("zip_stored.zip"), ENGINE_VERDICT_DETECTED,
+                "zip_stored.zip", NULL);
     cfg.scan_archives = false;
-    scan_expect(rules, s, &cfg, "zip_deflate.zip", ENGINE_VERDICT_CLEAN, NULL, NULL);
+    scan_expect(rules, s, &cfg, "payload.tar.gz", load("payload.tar.gz"), ENGINE_VERDICT_CLEAN,
+                NULL, "");
 
     engine_scratch_destroy(s);
     engine_rules_unref(rules);
