@@ -719,6 +719,12 @@ static void conn_unref(conn *c)
 static void conn_close(worker *w, conn *c)
 {
     epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    /* Frames left unread would turn the close into ECONNRESET for the client, which then loses
+     * the replies already queued for it (the refusal that explains the close among them): read
+     * and drop them first, a bounded number (descriptors they carry are closed by the kernel). */
+    for (int i = 0; i < 1024; i++)
+        if (recv(c->fd, w->rx, w->rx_cap, MSG_DONTWAIT | MSG_TRUNC) <= 0)
+            break;
     shutdown(c->fd, SHUT_RDWR);
     atomic_store_explicit(&c->dead, true, memory_order_release);
     while (c->nsessions)
