@@ -54,6 +54,7 @@
 #include <bzlib.h>
 #include <errno.h>
 #include <lzma.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #define ZLIB_CONST
@@ -826,10 +827,46 @@ static int layer_xz(walker *w, const uint8_t *data, size_t len)
     return st;
 }
 
+/*
+ * The object name of a gzip layer's content: "gzip", or "gzip>NAME" when the header carries the
+ * original file name (gzip FILE does; tar czf does not), so a path reads
+ * payload.tar.gz>gzip>payload.tar>evil.ps1. Only the name's last component is kept; bytes that
+ * would confuse an object path ('>', control characters) become '_'. Can't fail.
+ */
+static const char *gzip_layer_name(const uint8_t *p, size_t n, char *buf, size_t cap)
+{
+    size_t i = 10;
+    snprintf(buf, cap, "gzip");
+    if (n < i || !(p[3] & 0x08))
+        return buf;
+    if (p[3] & 0x04) { /* FEXTRA: two length bytes, then that many */
+        if (n < i + 2)
+            return buf;
+        i += 2 + (size_t)(p[i] | p[i + 1] << 8);
+    }
+    size_t start = i, end = i;
+    while (end < n && p[end] != 0)
+        end++;
+    if (end >= n || end == start)
+        return buf;
+    for (size_t k = start; k < end; k++)
+        if (p[k] == '/' || p[k] == '\\')
+            start = k + 1;
+    size_t w = strlen(buf);
+    if (start < end && w + 1 < cap)
+        buf[w++] = '>';
+    for (size_t k = start; k < end && w + 1 < cap; k++)
+        buf[w++] = (p[k] < 0x20 || p[k] == 0x7f || p[k] == '>') ? '_' : (char)p[k];
+    buf[w] = '\0';
+    return buf;
+}
+
 /* One compression layer as one child. Returns 0 or ENGINE_ENOMEM. */
 static int walk_layer(walker *w, const uint8_t *data, size_t len)
 {
-    member_begin(w, engine__ctype_name(w->type));
+    char gzname[256];
+    member_begin(w, w->type == ENGINE__CT_GZIP ? gzip_layer_name(data, len, gzname, sizeof(gzname))
+                                               : engine__ctype_name(w->type));
     int st;
     if (w->type == ENGINE__CT_GZIP)
         st = layer_gzip(w, data, len);
