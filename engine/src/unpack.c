@@ -826,6 +826,10 @@ int engine__unpack(engine__unpack_host *h, const uint8_t *data, size_t len)
 {
     if (h == NULL || h->cfg == NULL)
         return 1;
+    /* Office formats have no unpacker yet, so with only scan_office on (the default) nothing can
+     * be unpacked: skip detection, which otherwise runs on every script the broker sees. */
+    if (!h->cfg->scan_archives && !h->cfg->scan_packages)
+        return 1;
     size_t start, end;
     engine__ctype t = detect_span(data, len, &start, &end);
     if (t == ENGINE__CT_NONE || !class_enabled(h->cfg, engine__ctype_class(t)))
