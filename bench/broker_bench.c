@@ -1551,7 +1551,8 @@ int main(int argc, char **argv)
     print_report(&b);
     char stats[4096];
     if (b.amsid_pid > 0 && broker_stats(b.ctl_socket, stats, sizeof(stats)) == 0) {
-        printf("\namsid stats at the end (its latency percentiles cover its last 4096 requests):\n  ");
+        printf(
+            "\namsid stats at the end (its latency percentiles cover its last 4096 requests):\n  ");
         for (const char *p = stats; *p; p++) {
             putchar(*p == '\n' ? ',' : *p);
             if (*p == '\n')
