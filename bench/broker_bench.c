@@ -35,6 +35,7 @@
  */
 #include "amsi.h"
 #include "amsi_protocol.h"
+#include "bench_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -180,34 +181,12 @@ typedef struct bench {
 
 static const WCHAR content_name[] = {'b', 'e', 'n', 'c', 'h', '.', 'p', 's', '1', 0};
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* Content: PowerShell-like script blocks.                                                     */
 
-/* splitmix64: a small, good generator; the same seed gives the same content. */
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 static const char *pick(uint64_t *s, const char *const *list, size_t n)
 {
-    return list[rng_next(s) % n];
+    return list[bench_rng_next(s) % n];
 }
 
 #define PICK(s, list) pick(s, list, sizeof(list) / sizeof(list[0]))
@@ -235,9 +214,9 @@ static const char *const vendors[] = {"Contoso", "Fabrikam", "Northwind", "Tails
 static void gen_statement(uint64_t *s, char *out, size_t cap, size_t *w)
 {
     char line[1024];
-    unsigned n1 = (unsigned)(rng_next(s) % 5000), n2 = (unsigned)(rng_next(s) % 90) + 1;
+    unsigned n1 = (unsigned)(bench_rng_next(s) % 5000), n2 = (unsigned)(bench_rng_next(s) % 90) + 1;
     const char *v1 = PICK(s, vars), *v2 = PICK(s, vars), *noun = PICK(s, nouns);
-    switch (rng_next(s) % 15) {
+    switch (bench_rng_next(s) % 15) {
     case 0:
         snprintf(line, sizeof(line), "# %s the %s %s entries for %s (%u kept)\n", PICK(s, verbs),
                  noun, PICK(s, nouns), PICK(s, vendors), n1);
@@ -318,9 +297,9 @@ static void gen_statement(uint64_t *s, char *out, size_t cap, size_t *w)
         static const char b64[] =
             "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         char blob[200];
-        size_t len = 4 * (10 + rng_next(s) % 30);
+        size_t len = 4 * (10 + bench_rng_next(s) % 30);
         for (size_t i = 0; i < len; i++)
-            blob[i] = b64[rng_next(s) % 64];
+            blob[i] = b64[bench_rng_next(s) % 64];
         blob[len] = '\0';
         snprintf(line, sizeof(line), "$%sBlob = '%s'\n", v1, blob);
         break;
@@ -551,32 +530,6 @@ static pid_t start_echo(const char *path, unsigned nthreads)
 /* ------------------------------------------------------------------------------------------ */
 /* amsid.                                                                                      */
 
-/* True when a SOCK_SEQPACKET connection to path succeeds. */
-static bool can_connect(const char *path)
-{
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    memcpy(addr.sun_path, path, strlen(path) + 1);
-    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return false;
-    bool ok = connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0;
-    close(fd);
-    return ok;
-}
-
-/* Prints the last lines of the broker's log (after a failure). */
-static void show_log(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return;
-    char line[512];
-    fprintf(stderr, "--- %s\n", path);
-    while (fgets(line, sizeof(line), f))
-        fputs(line, stderr);
-    fclose(f);
-}
-
 /* Starts amsid in the foreground and waits until its socket answers. Returns its pid or -1. */
 static pid_t start_amsid(bench *b, const char *socket_path)
 {
@@ -609,42 +562,22 @@ static pid_t start_amsid(bench *b, const char *socket_path)
         fprintf(stderr, "cannot run %s: %s\n", b->o.amsid, strerror(errno));
         _exit(127);
     }
-    uint64_t give_up = now_ns() + 60ull * 1000000000u;
-    while (!g_stop && now_ns() < give_up) {
+    uint64_t give_up = bench_now_ns() + 60ull * 1000000000u;
+    while (!g_stop && bench_now_ns() < give_up) {
         int status;
         if (waitpid(pid, &status, WNOHANG) == pid) {
             fprintf(stderr, "broker_bench: amsid exited before serving\n");
-            show_log(b->amsid_log);
+            bench_show_log(b->amsid_log);
             return -1;
         }
-        if (can_connect(socket_path))
+        if (bench_can_connect(socket_path))
             return pid;
-        sleep_ms(10);
+        bench_sleep_ms(10);
     }
     fprintf(stderr, "broker_bench: amsid did not open %s\n", socket_path);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
-    show_log(b->amsid_log);
-    return -1;
-}
-
-/* Stops a server: SIGTERM, then SIGKILL after 10 s. Returns its exit status, or -1. */
-static int stop_server(pid_t pid)
-{
-    if (pid <= 0)
-        return -1;
-    kill(pid, SIGTERM);
-    for (int i = 0; i < 1000; i++) {
-        int status;
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid)
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        if (r < 0)
-            return -1;
-        sleep_ms(10);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
+    bench_show_log(b->amsid_log);
     return -1;
 }
 
@@ -744,13 +677,13 @@ static void one_client_slice(bench *b, unsigned t, uint64_t slice_ns, one_acc *a
     warm_up(tg->ctx, &b->content, tg->repeat_content, WARMUP_CALLS / 8, &b->next_stamp);
     size_t n = acc->n;
     uint64_t cpu0 = proc_cpu_ns(tg->server);
-    uint64_t start = now_ns(), deadline = start + slice_ns, now = start;
+    uint64_t start = bench_now_ns(), deadline = start + slice_ns, now = start;
     while (now < deadline && n < b->sample_cap && !g_stop) {
         AMSI_RESULT res;
         uint8_t *blk = next_block(&b->content, tg->repeat_content, n, b->next_stamp++);
-        uint64_t t0 = now_ns();
+        uint64_t t0 = bench_now_ns();
         HRESULT hr = AmsiScanBuffer(tg->ctx, blk, (ULONG)b->content.size, content_name, NULL, &res);
-        now = now_ns();
+        now = bench_now_ns();
         samples[n++] = now - t0;
         if (hr != AMSI_S_OK)
             acc->errors++;
@@ -859,7 +792,7 @@ static void client_main(bench *b, unsigned idx, int ready_fd)
         unsigned t = sh->plan[p].target;
         uint64_t deadline = sh->plan[p].deadline_ns;
         const target *tg = &b->targets[t];
-        while (!g_stop && now_ns() < deadline) {
+        while (!g_stop && bench_now_ns() < deadline) {
             AMSI_RESULT res;
             uint8_t *blk = next_block(&b->content, tg->repeat_content, k++, stamp++);
             HRESULT hr =
@@ -939,7 +872,7 @@ static void run_multi_client_round(bench *b, unsigned round)
             unsigned t = b->active[(round + sl + i) % b->nactive];
             p++;
             uint64_t cpu0 = proc_cpu_ns(b->targets[t].server);
-            uint64_t start = now_ns();
+            uint64_t start = bench_now_ns();
             sh->plan[p] = (slice_plan){.target = t, .deadline_ns = start + slice_ns};
             atomic_store_explicit(&sh->phase, p, memory_order_release);
             futex_wake_all(&sh->phase);
@@ -1211,44 +1144,6 @@ static void usage(FILE *f)
           f);
 }
 
-/* The default amsid: next to this program's build directory (<build>/bench/ -> <build>/broker/). */
-static const char *default_amsid(char *buf, size_t cap)
-{
-#ifdef AMSI_BENCH_AMSID
-    (void)buf;
-    (void)cap;
-    return AMSI_BENCH_AMSID;
-#else
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n <= 0)
-        return "broker/amsid";
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (slash)
-        *slash = '\0';
-    slash = strrchr(exe, '/');
-    if (slash)
-        *slash = '\0';
-    static const char tail[] = "/broker/amsid";
-    size_t len = strlen(exe);
-    if (len + sizeof(tail) > cap)
-        return "broker/amsid";
-    memcpy(buf, exe, len);
-    memcpy(buf + len, tail, sizeof(tail));
-    return buf;
-#endif
-}
-
-static const char *default_rules(void)
-{
-#ifdef AMSI_BENCH_RULES
-    return AMSI_BENCH_RULES;
-#else
-    return "engine/rules/default.yar";
-#endif
-}
-
 static const char *const target_names[NTARGETS] = {"floor", "broker", "cached"};
 
 /* Parses a comma-separated list of names into a bit mask. Returns 0 or -1 (an unknown name). */
@@ -1393,9 +1288,9 @@ static int parse_opts(int argc, char **argv, bench_opts *o, char *amsid_buf, siz
     if (!have_repeat)
         o->repeat = o->quick ? 3 : 5;
     if (o->amsid == NULL)
-        o->amsid = default_amsid(amsid_buf, cap);
+        o->amsid = bench_default_amsid(amsid_buf, cap);
     if (o->rules == NULL)
-        o->rules = default_rules();
+        o->rules = bench_default_rules();
     return 0;
 bad:
     fprintf(stderr, "broker_bench: bad option value or argument\n");
@@ -1568,15 +1463,15 @@ out:
     for (unsigned t = 0; t < NTARGETS; t++)
         AmsiUninitialize(b.targets[t].ctx);
     if (b.amsid_pid > 0) {
-        int rc = stop_server(b.amsid_pid);
+        int rc = bench_stop_process(b.amsid_pid, 10000);
         if (rc != 0) {
             fprintf(stderr, "broker_bench: amsid exited with status %d\n", rc);
-            show_log(b.amsid_log);
+            bench_show_log(b.amsid_log);
             status = 1;
         }
     }
     if (b.echo_pid > 0)
-        stop_server(b.echo_pid);
+        bench_stop_process(b.echo_pid, 10000);
     remove_tmpdir(&b);
     corpus_cleanup(&b.content);
     for (unsigned t = 0; t < NTARGETS; t++)

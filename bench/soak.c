@@ -43,6 +43,7 @@
  */
 #include "amsi.h"
 #include "amsi_protocol.h"
+#include "bench_util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -163,28 +164,6 @@ static const char *const signatures[] = {
 #define SPLIT_HEAD "\n$r = Invoke-Mimi"
 #define SPLIT_TAIL "katz -DumpCreds\n"
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* splitmix64. */
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* Content.                                                                                    */
 
@@ -209,7 +188,7 @@ static void fill_script(uint64_t *rng, uint8_t *buf, size_t len)
 {
     size_t w = (size_t)snprintf((char *)buf, len, "%s%0*d\n", STAMP_PREFIX, STAMP_DIGITS, 0);
     while (w < len) {
-        const char *l = lines[rng_next(rng) % (sizeof(lines) / sizeof(lines[0]))];
+        const char *l = lines[bench_rng_next(rng) % (sizeof(lines) / sizeof(lines[0]))];
         size_t n = strlen(l);
         if (n > len - w)
             n = len - w;
@@ -381,7 +360,7 @@ static bool misbehave(client *c, misbehaviour kind)
     case MB_GARBAGE: {
         uint8_t junk[100];
         for (size_t i = 0; i < sizeof(junk); i++)
-            junk[i] = (uint8_t)rng_next(&c->rng);
+            junk[i] = (uint8_t)bench_rng_next(&c->rng);
         ok = raw_send(fd, junk, sizeof(junk), NULL, 0, NULL, 0) == 0 &&
              expect(fd, AMSI_PROTO_STATUS_BAD_REQUEST, true);
         break;
@@ -509,10 +488,10 @@ static bool misbehave(client *c, misbehaviour kind)
 /* A small clean buffer of 64 B .. 16 KiB: unique, or (one in four) repeated content. */
 static size_t small_clean(client *c, uint64_t j, const uint8_t **out)
 {
-    size_t size = (size_t)64 << (rng_next(&c->rng) % 9);
-    size += (size_t)(rng_next(&c->rng) % size);
-    unsigned b = (unsigned)(rng_next(&c->rng) % SMALL_BLOCKS);
-    bool repeat = rng_next(&c->rng) % 4 == 0;
+    size_t size = (size_t)64 << (bench_rng_next(&c->rng) % 9);
+    size += (size_t)(bench_rng_next(&c->rng) % size);
+    unsigned b = (unsigned)(bench_rng_next(&c->rng) % SMALL_BLOCKS);
+    bool repeat = bench_rng_next(&c->rng) % 4 == 0;
     if (repeat)
         size = ((size_t)64 << (b % 9)) + 37u * b; /* the same bytes every time */
     if (size > SMALL_MAX)
@@ -531,7 +510,7 @@ static size_t small_detected(client *c, uint64_t j, const char *sig)
     if (size < sl + 64)
         size = sl + 64;
     memcpy(c->scratch, src, size);
-    size_t at = 30 + (size_t)(rng_next(&c->rng) % (size - sl - 32));
+    size_t at = 30 + (size_t)(bench_rng_next(&c->rng) % (size - sl - 32));
     c->scratch[at - 1] = '\n';
     memcpy(c->scratch + at, sig, sl);
     c->scratch[at + sl] = '\n';
@@ -542,7 +521,7 @@ static void do_large(client *c, uint64_t j)
 {
     bool detect = (j / 1000) % 2 == 1;
     static const char sig[] = "\nInvoke-Mimikatz -DumpCreds\n";
-    size_t at = 64 + (size_t)(rng_next(&c->rng) % (LARGE_SIZE - 128));
+    size_t at = 64 + (size_t)(bench_rng_next(&c->rng) % (LARGE_SIZE - 128));
     uint8_t saved[sizeof(sig)];
     stamp(c->large, (uint64_t)(c->idx + 1) << 48 | j);
     if (detect) {
@@ -692,15 +671,6 @@ static void client_main(const soak_opts *o, soak_share *sh, unsigned idx, const 
 /* ------------------------------------------------------------------------------------------ */
 /* The broker: started here or found through its socket.                                       */
 
-static bool can_connect(const char *path)
-{
-    int fd = raw_connect(path);
-    if (fd < 0)
-        return false;
-    close(fd);
-    return true;
-}
-
 /* The pid behind a socket (SO_PEERCRED of a connection), or -1. */
 static pid_t socket_pid(const char *path)
 {
@@ -738,40 +708,13 @@ static pid_t start_amsid(const soak_opts *o, const char *sock, const char *ctl, 
         fprintf(stderr, "cannot run %s: %s\n", o->amsid, strerror(errno));
         _exit(127);
     }
-    uint64_t give_up = now_ns() + 60ull * 1000000000u;
-    while (!g_stop && now_ns() < give_up) {
+    uint64_t give_up = bench_now_ns() + 60ull * 1000000000u;
+    while (!g_stop && bench_now_ns() < give_up) {
         if (waitpid(pid, NULL, WNOHANG) == pid)
             return -1;
-        if (can_connect(sock))
+        if (bench_can_connect(sock))
             return pid;
-        sleep_ms(10);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return -1;
-}
-
-static void show_log(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return;
-    char line[512];
-    fprintf(stderr, "--- %s\n", path);
-    while (fgets(line, sizeof(line), f))
-        fputs(line, stderr);
-    fclose(f);
-}
-
-/* SIGTERM, then SIGKILL after 30 s. Returns the exit status, or -1. */
-static int stop_amsid(pid_t pid)
-{
-    kill(pid, SIGTERM);
-    for (int i = 0; i < 3000; i++) {
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        sleep_ms(10);
+        bench_sleep_ms(10);
     }
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
@@ -881,7 +824,7 @@ static int read_status(pid_t pid, sample *s)
 
 static int take_sample(pid_t pid, const char *label, uint64_t requests, uint64_t t0, sample *s)
 {
-    *s = (sample){.requests = requests, .t = (double)(now_ns() - t0) / 1e9};
+    *s = (sample){.requests = requests, .t = (double)(bench_now_ns() - t0) / 1e9};
     snprintf(s->label, sizeof(s->label), "%s", label);
     s->fds = count_fds(pid);
     if (s->fds < 0 || read_status(pid, s) != 0)
@@ -917,42 +860,6 @@ static void usage(FILE *f)
           "  --rss-growth PCT   allowed VmRSS growth after the warm-up (default 20)\n"
           "  --seed N           content seed (default 1)\n",
           f);
-}
-
-static const char *default_amsid(char *buf, size_t cap)
-{
-#ifdef AMSI_BENCH_AMSID
-    (void)buf;
-    (void)cap;
-    return AMSI_BENCH_AMSID;
-#else
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n <= 0)
-        return "broker/amsid";
-    exe[n] = '\0';
-    for (int i = 0; i < 2; i++) {
-        char *slash = strrchr(exe, '/');
-        if (slash)
-            *slash = '\0';
-    }
-    static const char tail[] = "/broker/amsid";
-    size_t len = strlen(exe);
-    if (len + sizeof(tail) > cap)
-        return "broker/amsid";
-    memcpy(buf, exe, len);
-    memcpy(buf + len, tail, sizeof(tail));
-    return buf;
-#endif
-}
-
-static const char *default_rules(void)
-{
-#ifdef AMSI_BENCH_RULES
-    return AMSI_BENCH_RULES;
-#else
-    return "engine/rules/default.yar";
-#endif
 }
 
 static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -1045,9 +952,9 @@ static int parse_opts(int argc, char **argv, soak_opts *o, char *amsid_buf, size
     if (o->control && strlen(o->control) >= sizeof(((struct sockaddr_un *)0)->sun_path))
         goto bad;
     if (o->amsid == NULL)
-        o->amsid = default_amsid(amsid_buf, cap);
+        o->amsid = bench_default_amsid(amsid_buf, cap);
     if (o->rules == NULL)
-        o->rules = default_rules();
+        o->rules = bench_default_rules();
     return 0;
 bad:
     fprintf(stderr, "soak: bad option value or argument\n");
@@ -1093,13 +1000,13 @@ static int soak_run(const soak_opts *o, pid_t pid, bool own, const char *sock, c
     /* Let the broker finish starting (control socket up) and close the probe connections. */
     char pong[64];
     for (int i = 0; own && i < 300 && control(ctl, "ping", pong, sizeof(pong)) != 0; i++)
-        sleep_ms(10);
+        bench_sleep_ms(10);
     long last = -2;
     for (int i = 0, same = 0; i < 60 && same < 4; i++) {
         long n = count_fds(pid);
         same = n == last ? same + 1 : 0;
         last = n;
-        sleep_ms(50);
+        bench_sleep_ms(50);
     }
 
     soak_share *sh =
@@ -1117,7 +1024,7 @@ static int soak_run(const soak_opts *o, pid_t pid, bool own, const char *sock, c
            "VmRSS kB", "Shmem kB", "RSS-Shmem", "VmHWM kB", "threads", "time s");
     static sample samples[MAX_SAMPLES];
     unsigned ns = 0;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bench_now_ns();
     int fail = 0;
     if (take_sample(pid, "start", 0, t0, &samples[ns]) != 0) {
         fprintf(stderr, "soak: cannot read /proc/%ld\n", (long)pid);
@@ -1144,7 +1051,7 @@ static int soak_run(const soak_opts *o, pid_t pid, bool own, const char *sock, c
     unsigned running = started;
     bool broker_died = false;
     while (running > 0) {
-        sleep_ms(20);
+        bench_sleep_ms(20);
         uint64_t done = atomic_load_explicit(&sh->done, memory_order_relaxed);
         if (done >= next_mark && ns < MAX_SAMPLES - 1) {
             char label[24];
@@ -1173,7 +1080,7 @@ static int soak_run(const soak_opts *o, pid_t pid, bool own, const char *sock, c
                     kill(kids[i], SIGTERM);
         }
     }
-    double elapsed = (double)(now_ns() - t0) / 1e9;
+    double elapsed = (double)(bench_now_ns() - t0) / 1e9;
     uint64_t done = atomic_load_explicit(&sh->done, memory_order_relaxed);
 
     /* The end: every client is gone; give the broker a moment to notice the closed sockets. */
@@ -1182,7 +1089,7 @@ static int soak_run(const soak_opts *o, pid_t pid, bool own, const char *sock, c
         end_fds = count_fds(pid);
         if (end_fds >= 0 && end_fds <= samples[0].fds)
             break;
-        sleep_ms(20);
+        bench_sleep_ms(20);
     }
     if (!broker_died && take_sample(pid, "end", done, t0, &samples[ns]) == 0)
         print_sample(&samples[ns++]);
@@ -1311,7 +1218,7 @@ int main(int argc, char **argv)
         own = pid = start_amsid(&o, sock, ctl, log);
         if (pid < 0) {
             fprintf(stderr, "soak: amsid did not start\n");
-            show_log(log);
+            bench_show_log(log);
             unlink(log);
             rmdir(tmpdir);
             return 2;
@@ -1322,11 +1229,11 @@ int main(int argc, char **argv)
     if (setenv("AMSI_BROKER_SOCKET", sock, 1) == 0 && setenv("AMSI_TIMEOUT_MS", "30000", 1) == 0)
         fail = soak_run(&o, pid, own > 0, sock, ctl);
     if (own > 0) {
-        int rc = stop_amsid(own);
+        int rc = bench_stop_process(own, 30000);
         printf("amsid stopped with status %d                               %s\n", rc,
                rc == 0 ? "PASS" : "FAIL");
         if (rc != 0) {
-            show_log(log);
+            bench_show_log(log);
             fail = 1;
         }
         unlink(log);

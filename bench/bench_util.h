@@ -1,0 +1,32 @@
+/*
+ * bench_util.h - what the broker benchmark programs (broker_bench, soak) share: the clock, a
+ * seeded generator, and starting, reaching and stopping the amsid they measure.
+ */
+#ifndef BENCH_UTIL_H
+#define BENCH_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t bench_now_ns(void);
+void bench_sleep_ms(unsigned ms);
+/* splitmix64: a small, good generator; the same seed gives the same sequence. */
+uint64_t bench_rng_next(uint64_t *state);
+/* True when a SOCK_SEQPACKET connect to path succeeds (the server is up). */
+bool bench_can_connect(const char *path);
+/* Copies a log file to stderr (to explain a server that did not come up). */
+void bench_show_log(const char *path);
+/* The amsid to run: the one the build names, else <exe dir>/../broker/amsid (in buf). */
+const char *bench_default_amsid(char *buf, size_t cap);
+/* The rules to give it: the bundled rules the build names, else engine/rules/default.yar. */
+const char *bench_default_rules(void);
+/*
+ * SIGTERM, then waits up to timeout_ms for the process to exit (SIGKILL after that). Returns its
+ * exit status, 128 + signal when a signal ended it, or -1 (not ours, or it had to be killed).
+ */
+int bench_stop_process(pid_t pid, unsigned timeout_ms);
+
+#endif
