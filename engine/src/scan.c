@@ -725,8 +725,7 @@ static bool unpack_object(scan_ctx *c, const uint8_t *data, size_t len, const ob
                           unsigned udepth)
 {
     const engine_config *cfg = c->cfg;
-    if (!cfg->scan_archives && !cfg->scan_packages && !cfg->scan_office)
-        return false;
+    /* engine__unpack() alone decides what the configuration lets it unpack. */
     unpack_frame f = {.h = {.cfg = cfg,
                             .depth = udepth,
                             .scan_child = host_scan_child,
