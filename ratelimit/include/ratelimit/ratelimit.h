@@ -121,14 +121,15 @@ void ratelimit_detach(ratelimit_table *t, const ratelimit_handle *h);
  * Decides one request of class cls at time now_ns: true = accepted, false = declined, with
  * *retry_after_ns (may be NULL) the wait until a request of this class would be accepted. One
  * compare-and-swap on the caller's entry; re-attaches the caller when its entry was reused by
- * another process after its time had passed. Can't fail.
+ * another process after its time had passed, and a caller on the overflow entry each time (so it
+ * leaves the overflow entry as soon as there is room). Can't fail.
  */
 bool ratelimit_decide(ratelimit_table *t, ratelimit_handle *h, const ratelimit_key *key,
                       ratelimit_class cls, uint64_t now_ns, uint64_t *retry_after_ns);
 
-/* Entries in use by callers whose time has not passed, and callers sent to the overflow entry. */
+/* Counters of a table. */
 typedef struct ratelimit_stats {
-    uint64_t overflowed; /* attaches that found no room */
+    uint64_t overflowed; /* decisions taken on the shared overflow entry (the table was full) */
     uint64_t declined[RATELIMIT_NCLASSES];
 } ratelimit_stats;
 
