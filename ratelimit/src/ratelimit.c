@@ -316,8 +316,6 @@ int ratelimit_table_create(const ratelimit_config *cfg, ratelimit_table **out)
         t->emission[c] = interval / max[c] ? interval / max[c] : 1;
         t->tolerance[c] = t->emission[c] * burst[c];
     }
-    /* The overflow entry is shared by callers that found no room; its tag is never a caller's. */
-    atomic_init(&t->entries[t->size].tag, 0);
     *out = t;
     return 0;
 }
@@ -330,9 +328,14 @@ void ratelimit_table_destroy(ratelimit_table *t)
     free(t);
 }
 
-/* True when every TAT of the entry has passed: it holds no debt and may be taken over. */
+/*
+ * True when the entry may be taken over: never used or released (tag 0; its TATs mean nothing), or
+ * every TAT has passed so it holds no debt.
+ */
 static bool entry_idle(entry *e, uint64_t now)
 {
+    if (atomic_load_explicit(&e->tag, memory_order_acquire) == 0)
+        return true;
     for (int c = 0; c < RATELIMIT_NCLASSES; c++)
         if (after(atomic_load_explicit(&e->tat[c], memory_order_relaxed), now))
             return false;
@@ -408,6 +411,27 @@ void ratelimit_detach(ratelimit_table *t, const ratelimit_handle *h)
                                             memory_order_acq_rel, memory_order_relaxed);
 }
 
+/*
+ * The overflow entry starts with no TAT: the first caller to use it sets them to its clock (tag 0
+ * -> 1), so a TAT of 0 cannot look like a time in the future of a clock near its wrap.
+ */
+static void overflow_first_use(ratelimit_table *t, uint64_t now)
+{
+    entry *e = &t->entries[t->size];
+    if (atomic_load_explicit(&e->tag, memory_order_acquire) != 0)
+        return;
+    uint_fast64_t zero = 0;
+    if (atomic_compare_exchange_strong_explicit(&e->tag, &zero, 2, memory_order_acq_rel,
+                                                memory_order_acquire)) {
+        for (int c = 0; c < RATELIMIT_NCLASSES; c++)
+            atomic_store_explicit(&e->tat[c], now, memory_order_relaxed);
+        atomic_store_explicit(&e->tag, 1, memory_order_release);
+        return;
+    }
+    while (atomic_load_explicit(&e->tag, memory_order_acquire) != 1)
+        ; /* another thread is setting it up: a few stores */
+}
+
 bool ratelimit_decide(ratelimit_table *t, ratelimit_handle *h, const ratelimit_key *key,
                       ratelimit_class cls, uint64_t now_ns, uint64_t *retry_after_ns)
 {
@@ -417,6 +441,8 @@ bool ratelimit_decide(ratelimit_table *t, ratelimit_handle *h, const ratelimit_k
         atomic_load_explicit(&t->entries[h->slot].tag, memory_order_relaxed) != h->tag)
         if (!ratelimit_attach(t, key, now_ns, h))
             atomic_fetch_add_explicit(&t->overflowed, 1, memory_order_relaxed);
+    if (h->slot == t->size)
+        overflow_first_use(t, now_ns);
     atomic_uint_fast64_t *tat = &t->entries[h->slot].tat[cls];
     uint64_t emission = t->emission[cls], tolerance = t->tolerance[cls];
     uint_fast64_t old = atomic_load_explicit(tat, memory_order_relaxed);
