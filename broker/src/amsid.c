@@ -191,12 +191,31 @@ static const struct {
     {                                                                                              \
 #f, offsetof(broker_stats, f)                                                              \
     }
-    FIELD(connections),   FIELD(open_connections), FIELD(requests),      FIELD(scans),
-    FIELD(notifications), FIELD(detected),         FIELD(clean),         FIELD(limits),
-    FIELD(bad_requests),  FIELD(too_large),        FIELD(busy),          FIELD(engine_errors),
-    FIELD(sessions_open), FIELD(session_matches),  FIELD(bytes_scanned), FIELD(reloads),
-    FIELD(cache_hits),    FIELD(generation),       FIELD(p50_ns),        FIELD(p90_ns),
-    FIELD(p99_ns),        FIELD(p999_ns),          FIELD(max_ns),
+    FIELD(connections),
+    FIELD(open_connections),
+    FIELD(requests),
+    FIELD(scans),
+    FIELD(notifications),
+    FIELD(detected),
+    FIELD(clean),
+    FIELD(limits),
+    FIELD(bad_requests),
+    FIELD(too_large),
+    FIELD(busy),
+    FIELD(engine_errors),
+    FIELD(sessions_open),
+    FIELD(session_matches),
+    FIELD(bytes_scanned),
+    FIELD(reloads),
+    FIELD(cache_hits),
+    FIELD(declined),
+    FIELD(exempt_requests),
+    FIELD(generation),
+    FIELD(p50_ns),
+    FIELD(p90_ns),
+    FIELD(p99_ns),
+    FIELD(p999_ns),
+    FIELD(max_ns),
 #undef FIELD
 };
 

@@ -207,8 +207,9 @@ static void scan_broker(app *a, const char *path, const void *data, size_t len, 
     AMSI_RESULT r;
     AMSI_SCAN_INFO info;
     HRESULT hr = AmsiScanBufferEx(a->amsi, data, len, name, NULL, 0, &r, &info);
-    if (hr == AMSI_E_THROTTLED) {
-        /* Declined by the broker's rate limit: not scanned, not a verdict on the input. */
+    if (info.status == AMSI_PROTO_STATUS_THROTTLED && (hr == AMSI_E_THROTTLED || hr == AMSI_S_OK)) {
+        /* Declined by the broker's rate limit: not scanned, not a verdict on the input (with
+         * ratelimit.action = block the result is blocked-by-admin, shown as amsi_result). */
         a->error = true;
         if (a->json) {
             fputs("{\"path\": ", stdout);

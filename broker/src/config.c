@@ -119,6 +119,7 @@ int broker_config_init(broker_config *cfg)
         return ENGINE_EINVAL;
     memset(cfg, 0, sizeof(*cfg));
     engine_config_init(&cfg->engine);
+    ratelimit_config_init(&cfg->ratelimit);
     for (size_t i = 0; i < sizeof(broker_keys) / sizeof(broker_keys[0]); i++) {
         const broker_key *k = &broker_keys[i];
         if (bkey_store(&cfg->broker, k, k->def_text ? k->def_text : "", k->def) != 0) {
@@ -140,6 +141,7 @@ void broker_config_cleanup(broker_config *cfg)
     free(cfg->broker.socket);
     free(cfg->broker.control_socket);
     free(cfg->broker.control_group);
+    ratelimit_config_cleanup(&cfg->ratelimit);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -184,6 +186,27 @@ static int set_rules(broker_config *cfg, const char *value)
     return 0;
 }
 
+/*
+ * Turns a module's answer to one key (0, -EINVAL with its reason in err, -ENOMEM) into this
+ * file's codes, naming the section in the message.
+ */
+static int module_key(const char *section, const char *key, int rc, char *err, size_t errlen)
+{
+    if (rc == 0)
+        return 0;
+    if (rc == -ENOMEM)
+        return ENGINE_ENOMEM;
+    if (errlen > 0) {
+        char why[256];
+        snprintf(why, sizeof(why), "%s", err);
+        if (strncmp(why, key, strlen(key)) == 0 && why[strlen(key)] == ':')
+            snprintf(err, errlen, "%s.%s", section, why);
+        else
+            snprintf(err, errlen, "%s.%s: %s", section, key, why);
+    }
+    return ENGINE_ECONFIG;
+}
+
 int broker_config_set_key(broker_config *cfg, const char *section, const char *key,
                           const char *value, char *err, size_t errlen)
 {
@@ -204,6 +227,10 @@ int broker_config_set_key(broker_config *cfg, const char *section, const char *k
     }
     if (strcmp(section, "broker") == 0)
         return set_broker_key(&cfg->broker, key, value, err, errlen);
+    if (strcmp(section, "ratelimit") == 0)
+        return module_key("ratelimit", key,
+                          ratelimit_config_set(&cfg->ratelimit, key, value, err, errlen), err,
+                          errlen);
     if (errlen > 0)
         snprintf(err, errlen, "%s.%s: unknown section '%s'", section, key, section);
     return ENGINE_ECONFIG;

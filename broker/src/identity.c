@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -62,6 +63,17 @@ int broker_identity_read(int fd, broker_identity *id)
     ssize_t n = readlink(path, id->exe, sizeof(id->exe) - 1);
     id->exe[n > 0 ? n : 0] = '\0';
     return 0;
+}
+
+bool broker_identity_exited(const broker_identity *id)
+{
+    if (id->pidfd >= 0) {
+        /* A pidfd becomes readable when its process exits. */
+        struct pollfd p = {.fd = id->pidfd, .events = POLLIN};
+        return poll(&p, 1, 0) == 1;
+    }
+    /* No pidfd: the pid now names no process, or another one (a different start time). */
+    return id->start_time == 0 || read_start_time(id->pid) != id->start_time;
 }
 
 void broker_identity_cleanup(broker_identity *id)

@@ -7,6 +7,7 @@
 #ifndef BROKER_IDENTITY_H
 #define BROKER_IDENTITY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -25,6 +26,12 @@ typedef struct broker_identity {
  * broker_identity_cleanup().
  */
 int broker_identity_read(int fd, broker_identity *id);
+/*
+ * True when the process has exited (or its start time was never known, so it cannot be told from
+ * a newer process with its pid). One poll() on the pidfd, or a read of /proc/<pid>/stat.
+ */
+bool broker_identity_exited(const broker_identity *id);
+
 void broker_identity_cleanup(broker_identity *id);
 
 #endif

@@ -20,6 +20,7 @@
 #include "broker/server.h"
 
 #include "amsi_protocol.h"
+#include "ratelimit/ratelimit.h"
 #include "identity.h"
 #include "ring.h"
 #include "verdicts.h"
@@ -67,6 +68,9 @@ typedef struct conn {
     atomic_bool dead; /* closed by its owner; the fd stays open (shut down) until refs drop */
     struct worker *owner;
     broker_identity id;
+    bool exempt;          /* on the exemption list: never declined */
+    ratelimit_key rl_key; /* the caller, as the limits table knows it */
+    ratelimit_handle rl;  /* its entry there (not used when exempt or limits are off) */
     session *sessions;
     unsigned nsessions;
     uint64_t next_session;
@@ -139,6 +143,9 @@ struct broker_server {
     broker_ring ring;
     bool ring_ready;
     broker_verdicts *verdicts; /* NULL when cache_entries is 0 */
+    ratelimit_table *limits;   /* NULL when ratelimit.enabled is 0 */
+    uint32_t declined_result;  /* what a declined client is told (ratelimit.action) */
+    char declined_reason[RATELIMIT_NCLASSES][112];
     EVP_MD *sha256;
     pthread_mutex_t rules_lock;
     engine_rules *rules;
@@ -149,7 +156,7 @@ struct broker_server {
     /* statistics */
     atomic_uint_fast64_t st_connections, st_open, st_requests, st_scans, st_notify, st_detected,
         st_clean, st_limits, st_bad, st_too_large, st_busy, st_engine_errors, st_sessions,
-        st_session_matches, st_bytes, st_reloads, st_cache_hits;
+        st_session_matches, st_bytes, st_reloads, st_cache_hits, st_declined, st_exempt;
     atomic_uint_fast64_t lat_next;         /* ring index of the next latency sample */
     atomic_uint_fast64_t lat[LAT_SAMPLES]; /* recent scan latencies (ns), 0 = empty */
 };
@@ -251,6 +258,7 @@ typedef struct reply_fields {
     uint32_t status;
     uint32_t amsi_result;
     uint64_t session_id;
+    uint32_t retry_after_ms; /* THROTTLED */
     const char *rule;
     const char *object;
     const char *reason;
@@ -268,6 +276,7 @@ static bool encode_reply(broker_server *s, uint64_t request_id, uint64_t scan_id
                             .scan_id = scan_id,
                             .status = f->status,
                             .amsi_result = f->amsi_result,
+                            .retry_after_ms = f->retry_after_ms,
                             .rule = f->rule ? f->rule : "",
                             .rule_len = f->rule ? (uint32_t)strlen(f->rule) : 0,
                             .object = f->object ? f->object : "",
@@ -538,10 +547,41 @@ static bool enqueue_scan(worker *w, conn *c, const amsi_proto_request *req, cons
     return reply_status(w, c, req->request_id, AMSI_PROTO_STATUS_BUSY, NULL);
 }
 
+/*
+ * Answers a request its caller may not make now (DESIGN.md §4b): THROTTLED with the retry-after
+ * and the configured result, no engine call, one send. Returns false when the connection must be
+ * closed.
+ */
+static bool decline(worker *w, conn *c, const amsi_proto_request *req, ratelimit_class cls,
+                    uint64_t retry_ns)
+{
+    broker_server *s = w->server;
+    count(&s->st_declined);
+    uint64_t ms = (retry_ns + 999999u) / 1000000u;
+    reply_fields f = {.status = AMSI_PROTO_STATUS_THROTTLED,
+                      .amsi_result = s->declined_result,
+                      .session_id = req->session_id,
+                      .retry_after_ms = (uint32_t)(ms > UINT32_MAX ? UINT32_MAX
+                                                   : ms            ? ms
+                                                                   : 1),
+                      .reason = s->declined_reason[cls]};
+    uint64_t scan_id = atomic_fetch_add_explicit(&s->next_scan_id, 1, memory_order_relaxed);
+    return reply(w, c, req->request_id, scan_id, &f);
+}
+
 static bool handle_scan(worker *w, conn *c, const amsi_proto_request *req, int memfd)
 {
     broker_server *s = w->server;
     uint64_t start = now_ns();
+    /* The limit comes first: a declined request costs no mapping, no lookup, no scan. */
+    if (c->exempt) {
+        count(&s->st_exempt);
+    } else if (s->limits != NULL) {
+        ratelimit_class cls = req->type == AMSI_PROTO_NOTIFY ? RATELIMIT_NOTIFY : RATELIMIT_SCAN;
+        uint64_t retry;
+        if (!ratelimit_decide(s->limits, &c->rl, &c->rl_key, cls, start, &retry))
+            return decline(w, c, req, cls, retry);
+    }
     const uint8_t *content = req->content;
     uint64_t len = req->content_len;
     bool mapped = false;
@@ -745,6 +785,10 @@ static void conn_close(worker *w, conn *c)
     if (c->next)
         c->next->prev = c->prev;
     atomic_fetch_sub_explicit(&w->server->st_open, 1, memory_order_relaxed);
+    /* A caller's entry goes with its process, not with a connection: a process could otherwise
+     * reconnect to start again with a full bucket. */
+    if (w->server->limits != NULL && !c->exempt && broker_identity_exited(&c->id))
+        ratelimit_detach(w->server->limits, &c->rl);
     conn_unref(c);
 }
 
@@ -799,6 +843,11 @@ static void accept_all(worker *w)
             close(fd);
             continue;
         }
+        /* Exemptions first (DESIGN.md §4b): an exempt caller never takes a place in the table. */
+        c->exempt = ratelimit_exempt(&s->cfg->ratelimit, c->id.exe, c->id.uid);
+        c->rl_key = (ratelimit_key){.pid = c->id.pid, .start_time = c->id.start_time};
+        if (s->limits != NULL && !c->exempt)
+            ratelimit_attach(s->limits, &c->rl_key, now_ns(), &c->rl);
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
         if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
             broker_identity_cleanup(&c->id);
@@ -1020,6 +1069,22 @@ int broker_server_create(const broker_config *cfg, engine_rules *rules, int list
     s->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
     if (cfg->broker.cache_entries > 0)
         s->verdicts = broker_verdicts_create(cfg->broker.cache_entries);
+    int lrc = 0;
+    if (cfg->ratelimit.enabled &&
+        (lrc = ratelimit_table_create(&cfg->ratelimit, &s->limits)) != 0) {
+        snprintf(err, errlen, "ratelimit: %s", strerror(-lrc));
+        broker_server_destroy(s);
+        return lrc;
+    }
+    s->declined_result = cfg->ratelimit.action == RATELIMIT_BLOCK
+                             ? AMSI_PROTO_RESULT_BLOCKED_BY_ADMIN
+                             : ENGINE_AMSI_NOT_DETECTED;
+    for (int c = 0; c < RATELIMIT_NCLASSES; c++) {
+        char limit[64];
+        ratelimit_describe(&cfg->ratelimit, (ratelimit_class)c, limit, sizeof(limit));
+        snprintf(s->declined_reason[c], sizeof(s->declined_reason[c]),
+                 "declined: request limit exceeded (%s)", limit);
+    }
     atomic_init(&s->next_scan_id, 1);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     s->nworkers = cfg->broker.threads ? cfg->broker.threads : (unsigned)(cores > 0 ? cores : 1);
@@ -1163,6 +1228,8 @@ void broker_server_stats(broker_server *s, broker_stats *st)
                          .bytes_scanned = LOAD(st_bytes),
                          .reloads = LOAD(st_reloads),
                          .cache_hits = LOAD(st_cache_hits),
+                         .declined = LOAD(st_declined),
+                         .exempt_requests = LOAD(st_exempt),
                          .generation = LOAD(generation)};
     uint64_t *lat = malloc(LAT_SAMPLES * sizeof(uint64_t));
     size_t n = 0;
@@ -1229,6 +1296,7 @@ void broker_server_destroy(broker_server *s)
     free(s->socket_path);
     engine_rules_unref(s->rules);
     broker_verdicts_destroy(s->verdicts);
+    ratelimit_table_destroy(s->limits);
     EVP_MD_free(s->sha256);
     pthread_mutex_destroy(&s->rules_lock);
     free(s);

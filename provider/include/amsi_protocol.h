@@ -78,6 +78,9 @@ typedef enum amsi_proto_type {
 #define AMSI_PROTO_F_MEMFD 0x2u /* content is a sealed memfd passed with SCM_RIGHTS */
 #define AMSI_PROTO_F_KNOWN (AMSI_PROTO_F_UTF16 | AMSI_PROTO_F_MEMFD)
 
+/* The AMSI_RESULT a broker sends when its policy blocks (AMSI_RESULT_BLOCKED_BY_ADMIN_START). */
+#define AMSI_PROTO_RESULT_BLOCKED_BY_ADMIN 0x4000u
+
 /* Reply status: never renumbered; new ones are appended. */
 #define AMSI_PROTO_STATUS_MAP(X)                                                                   \
     X(OK, 0, "scanned")                                                                            \

@@ -13,8 +13,15 @@ HRESULT amsi__hresult_for_status(uint32_t status, uint32_t amsi_result, AMSI_RES
         *result = (AMSI_RESULT)amsi_result;
         return AMSI_S_OK;
     case AMSI_PROTO_STATUS_THROTTLED:
-        /* The broker's policy chose the result: NOT_DETECTED (allow) or blocked-by-admin. */
-        *result = (AMSI_RESULT)amsi_result;
+        /* The broker's policy (ratelimit.action) chose the result. `allow` fails open:
+         * NOT_DETECTED with an HRESULT that says why nothing was scanned. `block` is a verdict:
+         * S_OK with a blocked-by-admin result, which is what hosts act on (they ignore the
+         * result of a failed call). AmsiScanBufferEx's status says THROTTLED either way. */
+        if (AmsiResultIsBlockedByAdmin(amsi_result)) {
+            *result = (AMSI_RESULT)amsi_result;
+            return AMSI_S_OK;
+        }
+        *result = AMSI_RESULT_NOT_DETECTED;
         return AMSI_E_THROTTLED;
     case AMSI_PROTO_STATUS_BUSY:
         *result = AMSI_RESULT_NOT_DETECTED;

@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define PROBE 64 /* entries a caller may live in, from its hash */
 
@@ -207,12 +208,16 @@ int ratelimit_config_set(ratelimit_config *cfg, const char *key, const char *val
         return 0;
     }
     if (strcmp(key, "enabled") == 0) {
-        if (strcmp(value, "0") != 0 && strcmp(value, "1") != 0) {
-            snprintf(err, errlen, "enabled: '%s' is not 0 or 1", value);
-            return -EINVAL;
-        }
-        cfg->enabled = value[0] == '1';
-        return 0;
+        static const char *const yes[] = {"1", "yes", "true", "on"}, *const no[] = {"0", "no",
+                                                                                    "false", "off"};
+        for (size_t i = 0; i < 4; i++)
+            if (strcasecmp(value, yes[i]) == 0 || strcasecmp(value, no[i]) == 0) {
+                cfg->enabled = strcasecmp(value, yes[i]) == 0;
+                return 0;
+            }
+        snprintf(err, errlen, "enabled: '%s' is not a boolean (1/0, yes/no, true/false, on/off)",
+                 value);
+        return -EINVAL;
     }
     if (strcmp(key, "action") == 0) {
         if (strcmp(value, "allow") == 0)

@@ -286,6 +286,66 @@ static void test_load_bad_value(void **state)
     assert_contains(err, "perhaps");
 }
 
+/* Section `ratelimit` reaches the rate-limit module; its errors name section, key and value. */
+static void test_load_ratelimit(void **state)
+{
+    (void)state;
+    broker_config cfg;
+    temp_ini t;
+    char err[512] = "";
+    assert_int_equal(broker_config_init(&cfg), 0);
+    assert_true(cfg.ratelimit.enabled);
+    assert_int_equal(cfg.ratelimit.max_requests, 2000);
+    assert_int_equal(load_text(&cfg,
+                               "[ratelimit]\nmax_requests = 50\nburst = 0\naction = block\n"
+                               "exempt = /usr/bin/pwsh, /opt/ci/bin/:1001\n",
+                               &t, err, sizeof(err)),
+                     0);
+    assert_int_equal(cfg.ratelimit.max_requests, 50);
+    assert_int_equal(cfg.ratelimit.burst, 0);
+    assert_int_equal(cfg.ratelimit.action, RATELIMIT_BLOCK);
+    assert_int_equal(cfg.ratelimit.nexempt, 2);
+    assert_true(ratelimit_exempt(&cfg.ratelimit, "/opt/ci/bin/x", 1001));
+    assert_int_equal(broker_config_set(&cfg, "ratelimit.enabled=0", err, sizeof(err)), 0);
+    assert_false(cfg.ratelimit.enabled);
+    assert_int_equal(broker_config_set(&cfg, "ratelimit.burst=lots", err, sizeof(err)),
+                     ENGINE_ECONFIG);
+    assert_contains(err, "ratelimit.burst");
+    assert_contains(err, "lots");
+    assert_int_equal(broker_config_set(&cfg, "ratelimit.rate=5", err, sizeof(err)), ENGINE_ECONFIG);
+    assert_contains(err, "ratelimit.rate");
+    assert_contains(err, "unknown key");
+    broker_config_cleanup(&cfg);
+
+    load_bad("[ratelimit]\nexempt = pwsh\n", 2, err, sizeof(err));
+    assert_contains(err, "ratelimit.exempt");
+    assert_contains(err, "absolute");
+}
+
+/* The shipped amsid.conf documents every key with its default: it loads, and changes nothing. */
+static void test_shipped_conf(void **state)
+{
+    (void)state;
+    broker_config def, cfg;
+    char err[512] = "";
+    assert_int_equal(broker_config_init(&def), 0);
+    assert_int_equal(broker_config_init(&cfg), 0);
+    if (broker_config_load(&cfg, AMSI_SOURCE_DIR "/broker/amsid.conf", err, sizeof(err)) != 0)
+        fail_msg("amsid.conf: %s", err);
+    assert_memory_equal(&cfg.engine, &def.engine, sizeof(def.engine));
+    assert_int_equal(cfg.ratelimit.max_requests, def.ratelimit.max_requests);
+    assert_int_equal(cfg.ratelimit.interval_ms, def.ratelimit.interval_ms);
+    assert_int_equal(cfg.ratelimit.burst, def.ratelimit.burst);
+    assert_int_equal(cfg.ratelimit.notify_max_requests, def.ratelimit.notify_max_requests);
+    assert_int_equal(cfg.ratelimit.notify_burst, def.ratelimit.notify_burst);
+    assert_int_equal(cfg.ratelimit.nexempt, 0);
+    assert_int_equal(cfg.ratelimit.action, def.ratelimit.action);
+    assert_int_equal(cfg.ratelimit.table_size, def.ratelimit.table_size);
+    assert_int_equal(cfg.ratelimit.enabled, def.ratelimit.enabled);
+    broker_config_cleanup(&def);
+    broker_config_cleanup(&cfg);
+}
+
 /* A key in an unknown section, or before any section, is refused naming the section. */
 static void test_load_unknown_section(void **state)
 {
@@ -629,6 +689,8 @@ int main(void)
         cmocka_unit_test(test_load_unknown_key),
         cmocka_unit_test(test_load_bad_value),
         cmocka_unit_test(test_load_unknown_section),
+        cmocka_unit_test(test_load_ratelimit),
+        cmocka_unit_test(test_shipped_conf),
         cmocka_unit_test(test_load_syntax_error),
         cmocka_unit_test(test_load_first_error_consistent),
         cmocka_unit_test(test_load_long_line),

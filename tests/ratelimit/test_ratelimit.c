@@ -60,6 +60,10 @@ static void test_config_set(void **state)
     assert_int_equal(c.max_requests, 50);
     assert_int_equal(ratelimit_config_set(&c, "enabled", "0", err, sizeof(err)), 0);
     assert_false(c.enabled);
+    assert_int_equal(ratelimit_config_set(&c, "enabled", "On", err, sizeof(err)), 0);
+    assert_true(c.enabled);
+    assert_int_equal(ratelimit_config_set(&c, "enabled", "false", err, sizeof(err)), 0);
+    assert_false(c.enabled);
     assert_int_equal(ratelimit_config_set(&c, "action", "block", err, sizeof(err)), 0);
     assert_int_equal(c.action, RATELIMIT_BLOCK);
     assert_int_equal(ratelimit_config_set(&c, "burst", "0", err, sizeof(err)), 0);
@@ -68,12 +72,18 @@ static void test_config_set(void **state)
     const struct {
         const char *key, *value, *why;
     } bad[] = {
-        {"max_requests", "0", "whole number"},  {"max_requests", "-1", "whole number"},
-        {"max_requests", "1x", "whole number"}, {"interval_ms", "", "whole number"},
-        {"table_size", "0", "whole number"},    {"enabled", "yes", "0 or 1"},
-        {"action", "deny", "allow"},            {"exempt", "pwsh", "absolute"},
-        {"exempt", "/usr/bin/pwsh:", "PATH"},   {"exempt", "/usr/bin/pwsh:root", "uid"},
-        {"exempt", ":1001", "absolute"},        {"colour", "1", "unknown key"},
+        {"max_requests", "0", "whole number"},
+        {"max_requests", "-1", "whole number"},
+        {"max_requests", "1x", "whole number"},
+        {"interval_ms", "", "whole number"},
+        {"table_size", "0", "whole number"},
+        {"enabled", "maybe", "boolean"},
+        {"action", "deny", "allow"},
+        {"exempt", "pwsh", "absolute"},
+        {"exempt", "/usr/bin/pwsh:", "PATH"},
+        {"exempt", "/usr/bin/pwsh:root", "uid"},
+        {"exempt", ":1001", "absolute"},
+        {"colour", "1", "unknown key"},
         {"burst", "99999999999", "whole number"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -380,8 +390,8 @@ static void test_threads_one_key(void **state)
     ratelimit_table *t;
     assert_int_equal(ratelimit_table_create(&c, &t), 0);
     for (int round = 0; round < 20; round++) {
-        race r = {.t = t, .key = {.pid = 4000 + round, .start_time = 1}, .now = 77 * MS,
-                  .tries = 2000};
+        race r = {
+            .t = t, .key = {.pid = 4000 + round, .start_time = 1}, .now = 77 * MS, .tries = 2000};
         atomic_init(&r.accepted, 0);
         pthread_t th[THREADS];
         for (int i = 0; i < THREADS; i++)
@@ -398,10 +408,10 @@ static void test_threads_one_key(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_config_defaults), cmocka_unit_test(test_config_set),
-        cmocka_unit_test(test_exemptions),      cmocka_unit_test(test_describe),
-        cmocka_unit_test(test_burst_exactly),   cmocka_unit_test(test_zero_burst),
-        cmocka_unit_test(test_clock_still),     cmocka_unit_test(test_clock_wrap),
+        cmocka_unit_test(test_config_defaults),  cmocka_unit_test(test_config_set),
+        cmocka_unit_test(test_exemptions),       cmocka_unit_test(test_describe),
+        cmocka_unit_test(test_burst_exactly),    cmocka_unit_test(test_zero_burst),
+        cmocka_unit_test(test_clock_still),      cmocka_unit_test(test_clock_wrap),
         cmocka_unit_test(test_separate_callers), cmocka_unit_test(test_full_table),
         cmocka_unit_test(test_reuse_and_detach), cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_threads_one_key),

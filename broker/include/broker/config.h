@@ -3,9 +3,9 @@
  * `--set SECTION.KEY=VALUE` overrides applied after it. Each section is owned by the module it
  * configures; this file routes keys and owns the few that are about files (rules, cache).
  *
- * Sections today: `broker` (broker_settings) and `engine` (engine_config keys, plus `rules` and
- * `cache_dir`). The ratelimit, trace and report sections arrive with their modules; until then
- * they are refused.
+ * Sections today: `broker` (broker_settings), `engine` (engine_config keys, plus `rules` and
+ * `cache_dir`) and `ratelimit` (ratelimit_config). The trace and report sections arrive with
+ * their modules; until then they are refused.
  */
 #ifndef BROKER_CONFIG_H
 #define BROKER_CONFIG_H
@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "engine/engine.h"
+#include "ratelimit/ratelimit.h"
 
 /* Section `broker`. */
 typedef struct broker_settings {
@@ -35,7 +36,8 @@ typedef struct broker_settings {
 typedef struct broker_config {
     broker_settings broker;
     engine_config engine;
-    char **rules; /* rule files or directories; empty = the bundled default.yar */
+    ratelimit_config ratelimit; /* section `ratelimit` */
+    char **rules;               /* rule files or directories; empty = the bundled default.yar */
     size_t nrules;
     char *cache_dir; /* serialized database cache; NULL = no cache */
 } broker_config;
