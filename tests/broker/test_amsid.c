@@ -64,8 +64,10 @@
 #error "AMSI_TEST_DATA must name the tests directory"
 #endif
 
-#define AMSID_PATH   AMSI_BINARY_DIR "/broker/amsid"
-#define AMSICTL_PATH AMSI_BINARY_DIR "/broker/amsictl"
+#define AMSID_PATH    AMSI_BINARY_DIR "/broker/amsid"
+#define AMSICTL_PATH  AMSI_BINARY_DIR "/broker/amsictl"
+#define FLOOD_PATH    AMSI_BINARY_DIR "/tests/amsi_flood"
+#define AMSISCAN_PATH AMSI_BINARY_DIR "/broker/amsiscan"
 
 /* Under a sanitizer everything runs several times slower: the start-up bound grows with it. */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -767,7 +769,7 @@ typedef struct group_state {
     int broker_fds;
 } group_state;
 
-static group_state main_group, limits_group, restart_group, rules_group;
+static group_state main_group, limits_group, restart_group, rules_group, rate_group, block_group;
 static int fixture_failures;
 
 /* A group: a temporary directory and a daemon with the given extra settings. */
@@ -839,6 +841,104 @@ static int restart_group_setup(void **state)
 static int rules_group_setup(void **state)
 {
     return group_start(state, &rules_group, NULL, 0, LIVE_RULE_ONE);
+}
+
+/*
+ * The request-limit groups: small limits so that a test process can exceed them tenfold, and
+ * copies of amsi_flood under a directory of their own, so that the broker sees executables that
+ * are exempt (ci/), exempt only for another uid (uid/), and not exempt (plain/).
+ */
+#define STR_(x)      #x
+#define STR(x)       STR_(x)
+#define RATE_MAX     200 /* scans per second per process */
+#define RATE_BURST   20
+#define NOTIFY_MAX   400
+#define NOTIFY_BURST 40
+
+static char flood_dir[64];
+static char flood_plain[128], flood_ci[128], flood_uid[128];
+
+/* Copies the amsi_flood binary to path, executable. Returns false on failure. */
+static bool copy_flood(const char *path)
+{
+    FILE *in = fopen(FLOOD_PATH, "rb");
+    FILE *out = in ? fopen(path, "wb") : NULL;
+    bool ok = in != NULL && out != NULL;
+    char buf[65536];
+    size_t n;
+    while (ok && (n = fread(buf, 1, sizeof(buf), in)) > 0)
+        ok = fwrite(buf, 1, n, out) == n;
+    if (in)
+        fclose(in);
+    if (out && fclose(out) != 0)
+        ok = false;
+    return ok && chmod(path, 0755) == 0;
+}
+
+/* Makes the flood directory and its three copies, once. */
+static bool flood_prepare(void)
+{
+    if (flood_dir[0])
+        return true;
+    char sub[96];
+    snprintf(flood_dir, sizeof(flood_dir), "/tmp/amsi-flood-XXXXXX");
+    if (mkdtemp(flood_dir) == NULL) {
+        flood_dir[0] = '\0';
+        return false;
+    }
+    const char *names[] = {"plain", "ci", "uid"};
+    char *paths[] = {flood_plain, flood_ci, flood_uid};
+    for (int i = 0; i < 3; i++) {
+        snprintf(sub, sizeof(sub), "%.63s/%s", flood_dir, names[i]);
+        snprintf(paths[i], 128, "%s/amsi_flood", sub);
+        if (mkdir(sub, 0755) != 0 || !copy_flood(paths[i]))
+            return false;
+    }
+    return true;
+}
+
+static void flood_remove(void)
+{
+    if (!flood_dir[0])
+        return;
+    const char *paths[] = {flood_plain, flood_ci, flood_uid};
+    char sub[192];
+    for (int i = 0; i < 3; i++) {
+        unlink(paths[i]);
+        snprintf(sub, sizeof(sub), "%s", paths[i]);
+        *strrchr(sub, '/') = '\0';
+        rmdir(sub);
+    }
+    rmdir(flood_dir);
+    flood_dir[0] = '\0';
+}
+
+static int rate_group_setup(void **state)
+{
+    static char exempt[512];
+    if (!flood_prepare()) {
+        fixture_failures++;
+        return -1;
+    }
+    /* ci/ is exempt for every user; uid/amsi_flood only for a uid that is not ours. */
+    snprintf(exempt, sizeof(exempt), "ratelimit.exempt=%s/ci/, %s:%u", flood_dir, flood_uid,
+             (unsigned)getuid() + 1);
+    static const char *const extra[] = {"ratelimit.max_requests=" STR(RATE_MAX),
+                                        "ratelimit.burst=" STR(RATE_BURST),
+                                        "ratelimit.notify_max_requests=" STR(NOTIFY_MAX),
+                                        "ratelimit.notify_burst=" STR(NOTIFY_BURST), exempt};
+    return group_start(state, &rate_group, extra, 5, NULL);
+}
+
+static int block_group_setup(void **state)
+{
+    if (!flood_prepare()) {
+        fixture_failures++;
+        return -1;
+    }
+    static const char *const extra[] = {"ratelimit.max_requests=50", "ratelimit.burst=5",
+                                        "ratelimit.action=block"};
+    return group_start(state, &block_group, extra, 3, NULL);
 }
 
 /* The broker's descriptor count, once two readings 50 ms apart agree. */
@@ -2638,6 +2738,196 @@ static void test_declared_identity_ignored(void **state)
 /* ------------------------------------------------------------------------------------------ */
 /* 12. amsictl.                                                                                */
 
+/* ------------------------------------------------------------------------------------------ */
+/* Request limits (DESIGN.md §4b), from several processes.                                     */
+
+typedef struct flood_result {
+    unsigned long long sent, accepted, declined, blocked, errors, elapsed_us, retry_ms;
+} flood_result;
+
+/* Starts a copy of amsi_flood with its report going to out. Returns its pid, or -1. */
+static pid_t flood_start(const char *exe, double rate, double seconds, const char *app, bool notify,
+                         const char *out)
+{
+    pid_t pid = fork_helper();
+    if (pid != 0)
+        return pid;
+    int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || dup2(fd, 1) < 0)
+        _exit(127);
+    char r[32], sec[32];
+    snprintf(r, sizeof(r), "%g", rate);
+    snprintf(sec, sizeof(sec), "%g", seconds);
+    char *argv[] = {(char *)exe, (char *)"--rate", r,           (char *)"--seconds",
+                    sec,         (char *)"--app",  (char *)app, NULL,
+                    NULL};
+    if (notify)
+        argv[7] = (char *)"--notify";
+    execv(exe, argv);
+    _exit(127);
+}
+
+/* Waits for a flood to end and reads its report. Returns false (printing why) on failure. */
+static bool flood_finish(pid_t pid, const char *out, flood_result *r)
+{
+    int st;
+    memset(r, 0, sizeof(*r));
+    if (pid < 0 || !reap_helper(pid, 120000, &st) || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        fprintf(stderr, "amsi_flood (%s) failed\n", out);
+        return false;
+    }
+    FILE *f = fopen(out, "r");
+    int n = f ? fscanf(f,
+                       "sent=%llu accepted=%llu declined=%llu blocked=%llu errors=%llu "
+                       "elapsed_us=%llu retry_ms=%llu",
+                       &r->sent, &r->accepted, &r->declined, &r->blocked, &r->errors,
+                       &r->elapsed_us, &r->retry_ms)
+              : 0;
+    if (f)
+        fclose(f);
+    unlink(out);
+    if (n != 7) {
+        fprintf(stderr, "amsi_flood (%s): unreadable report\n", out);
+        return false;
+    }
+    return true;
+}
+
+/* Runs one flood to its end. */
+static flood_result flood_run(const char *exe, double rate, double seconds, const char *app,
+                              bool notify)
+{
+    group_state *g = &rate_group;
+    char out[192];
+    snprintf(out, sizeof(out), "%.63s/flood.out", g->b.dir);
+    flood_result r;
+    assert_true(flood_finish(flood_start(exe, rate, seconds, app, notify, out), out, &r));
+    return r;
+}
+
+/*
+ * Checks that a flood was held to its limit: accepted within 5 % of max x seconds + burst + 1
+ * (the first request of a quiet caller, plus its burst, then one per interval / max), every other
+ * request declined with a retry-after hint, none failed.
+ */
+static void assert_held_to(const flood_result *r, unsigned max, unsigned burst, const char *who)
+{
+    double expect = max * (double)r->elapsed_us / 1e6 + burst + 1;
+    fprintf(stderr, "%s: sent %llu in %.3f s, accepted %llu (expected %.0f), declined %llu\n", who,
+            r->sent, (double)r->elapsed_us / 1e6, r->accepted, expect, r->declined);
+    assert_int_equal(r->errors, 0);
+    assert_int_equal(r->blocked, 0);
+    assert_int_equal(r->accepted + r->declined, r->sent);
+    if (r->accepted < expect * 0.95 || r->accepted > expect * 1.05)
+        fail_msg("%s: %llu accepted, not within 5%% of %.0f", who, r->accepted, expect);
+    /* Notifications have no extended call: only scans report the retry-after hint. */
+    assert_true(r->retry_ms >= 1 || strstr(who, "notification") != NULL);
+}
+
+/* Ten times the limit for 3 s: the accepted count is the limit's, and stats count the rest. */
+static void test_ratelimit_flood_held(void **state)
+{
+    group_state *g = *state;
+    uint64_t before = 0, after = 0;
+    assert_true(broker_stat(&g->b, "declined", &before));
+    flood_result r = flood_run(flood_plain, 10 * RATE_MAX, 3, "flood", false);
+    assert_held_to(&r, RATE_MAX, RATE_BURST, "scans");
+    assert_true(broker_stat(&g->b, "declined", &after));
+    assert_int_equal(after - before, r.declined);
+}
+
+/* Notifications have their own limit, and do not use up the scans' bucket. */
+static void test_ratelimit_notify_class(void **state)
+{
+    (void)state;
+    flood_result r = flood_run(flood_plain, 10 * NOTIFY_MAX, 2, "flood", true);
+    assert_held_to(&r, NOTIFY_MAX, NOTIFY_BURST, "notifications");
+}
+
+/*
+ * One process floods while an exempt process sends as much and a polite one stays under its
+ * limit, all at once: neither of the other two is ever declined.
+ */
+static void test_ratelimit_exempt_and_polite(void **state)
+{
+    group_state *g = *state;
+    char out[3][192];
+    const char *exe[3] = {flood_plain, flood_ci, flood_plain};
+    double rate[3] = {10 * RATE_MAX, 10 * RATE_MAX, RATE_MAX / 2};
+    pid_t pid[3];
+    for (int i = 0; i < 3; i++) {
+        snprintf(out[i], sizeof(out[i]), "%.63s/flood%d.out", g->b.dir, i);
+        pid[i] = flood_start(exe[i], rate[i], 3, "concurrent", false, out[i]);
+    }
+    flood_result r[3];
+    bool ok[3];
+    for (int i = 0; i < 3; i++)
+        ok[i] = flood_finish(pid[i], out[i], &r[i]);
+    for (int i = 0; i < 3; i++)
+        assert_true(ok[i]);
+    assert_held_to(&r[0], RATE_MAX, RATE_BURST, "flooding process");
+    fprintf(stderr, "exempt: %llu sent, %llu declined; polite: %llu sent, %llu declined\n",
+            r[1].sent, r[1].declined, r[2].sent, r[2].declined);
+    assert_int_equal(r[1].declined + r[1].blocked + r[1].errors, 0);
+    assert_int_equal(r[1].accepted, r[1].sent);
+    assert_int_equal(r[2].declined + r[2].blocked + r[2].errors, 0);
+    assert_int_equal(r[2].accepted, r[2].sent);
+    uint64_t exempt = 0;
+    assert_true(broker_stat(&g->b, "exempt_requests", &exempt));
+    assert_true(exempt >= r[1].sent);
+}
+
+/*
+ * Exemptions follow the verified executable and uid, never the declared name: an exempt path
+ * given as the application name, or an exempt executable run by another user, is still limited.
+ */
+static void test_ratelimit_no_bought_exemption(void **state)
+{
+    (void)state;
+    flood_result r = flood_run(flood_plain, 10 * RATE_MAX, 2, flood_ci, false);
+    assert_held_to(&r, RATE_MAX, RATE_BURST, "exempt path as app name");
+    r = flood_run(flood_uid, 10 * RATE_MAX, 2, "flood", false);
+    assert_held_to(&r, RATE_MAX, RATE_BURST, "exempt executable, other uid");
+}
+
+/*
+ * ratelimit.action = block: a declined request gets S_OK with a blocked-by-admin result (what
+ * hosts act on), and amsiscan prints THROTTLED for it.
+ */
+static void test_ratelimit_block_action(void **state)
+{
+    group_state *g = *state;
+    char out[192];
+    snprintf(out, sizeof(out), "%.63s/flood.out", g->b.dir);
+    flood_result r;
+    assert_true(flood_finish(flood_start(flood_plain, 500, 1, "flood", false, out), out, &r));
+    assert_int_equal(r.errors, 0);
+    assert_int_equal(r.declined, 0);
+    assert_true(r.blocked > 0);
+    assert_true(r.accepted >= 6 && r.accepted < 100);
+    assert_int_equal(r.accepted + r.blocked, r.sent);
+
+    /* amsiscan, scanning a directory through the broker, says THROTTLED for what was declined. */
+    char dir[256], path[320];
+    snprintf(dir, sizeof(dir), "%s/files", g->b.dir);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    for (int i = 0; i < 100; i++) {
+        snprintf(path, sizeof(path), "%s/f%03d.ps1", dir, i);
+        assert_true(write_file(path, "Write-Output 'hello'\n"));
+    }
+    static char output[65536];
+    char *argv[] = {(char *)AMSISCAN_PATH, (char *)"--socket", g->b.sock, (char *)"-r", dir, NULL};
+    int rc = run_capture(argv, output, sizeof(output), 60000);
+    for (int i = 0; i < 100; i++) {
+        snprintf(path, sizeof(path), "%s/f%03d.ps1", dir, i);
+        unlink(path);
+    }
+    rmdir(dir);
+    assert_true(rc > 0); /* not everything was scanned */
+    assert_non_null(strstr(output, ": THROTTLED (retry after "));
+    assert_non_null(strstr(output, ": OK\n"));
+}
+
 static void test_amsictl(void **state)
 {
     group_state *g = *state;
@@ -3182,6 +3472,15 @@ int main(void)
     const struct CMUnitTest rules_tests[] = {
         T(test_reload_new_rules),
     };
+    const struct CMUnitTest rate_tests[] = {
+        T(test_ratelimit_flood_held),
+        T(test_ratelimit_notify_class),
+        T(test_ratelimit_exempt_and_polite),
+        T(test_ratelimit_no_bought_exemption),
+    };
+    const struct CMUnitTest block_tests[] = {
+        T(test_ratelimit_block_action),
+    };
 #undef T
     int failed = 0;
     failed += cmocka_run_group_tests_name("amsid", main_tests, main_group_setup, group_stop);
@@ -3191,5 +3490,10 @@ int main(void)
                                           group_stop);
     failed +=
         cmocka_run_group_tests_name("amsid-rules", rules_tests, rules_group_setup, group_stop);
+    failed +=
+        cmocka_run_group_tests_name("amsid-ratelimit", rate_tests, rate_group_setup, group_stop);
+    failed += cmocka_run_group_tests_name("amsid-ratelimit-block", block_tests, block_group_setup,
+                                          group_stop);
+    flood_remove();
     return failed + fixture_failures != 0;
 }
