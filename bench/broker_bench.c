@@ -69,7 +69,7 @@
 #define STAMP_DIGITS    16
 #define ECHO_MAX_EVENTS 64
 #define INLINE_MAX      (1u << 20) /* amsid's default broker.inline_max */
-#define NTARGETS        3
+#define NTARGETS        4
 #define MAX_SETS        16
 #define MAX_SLICES      1024 /* slices of one multi-client round, all targets together */
 
@@ -77,6 +77,8 @@
 #define GOAL_P50_DELTA_US   8.0
 #define GOAL_P99_MAX_RATIO  2.0
 #define GOAL_THROUGHPUT_PCT 80.0
+/* The rate-limit issue's goal: a declined request costs little more than the echo floor. */
+#define GOAL_DECLINED_P50_DELTA_US 3.0
 
 /*
  * Set by SIGINT/SIGTERM; every loop checks it and the program leaves through its normal
@@ -113,6 +115,7 @@ typedef struct target {
     char socket[108];
     pid_t server; /* for its CPU time */
     bool repeat_content;
+    HRESULT expect;   /* what a call answers besides S_OK (declined: AMSI_E_THROTTLED) */
     HAMSICONTEXT ctx; /* this process's context for the one-client runs */
 } target;
 
@@ -162,9 +165,9 @@ typedef struct client_share {
 typedef struct bench {
     bench_opts o;
     char tmpdir[64];
-    char ctl_socket[108];
-    char amsid_log[128];
-    pid_t echo_pid, amsid_pid;
+    char ctl_socket[108], declined_ctl[108];
+    char amsid_log[128], declined_log[128];
+    pid_t echo_pid, amsid_pid, declined_pid;
     unsigned server_threads;
     corpus content;
     target targets[NTARGETS];
@@ -530,17 +533,25 @@ static pid_t start_echo(const char *path, unsigned nthreads)
 /* ------------------------------------------------------------------------------------------ */
 /* amsid.                                                                                      */
 
-/* Starts amsid in the foreground and waits until its socket answers. Returns its pid or -1. */
-static pid_t start_amsid(bench *b, const char *socket_path)
+/*
+ * Starts amsid in the foreground with its control socket ctl, its output in log and the limits
+ * given (two --set values each), and waits until its socket answers. Returns its pid or -1.
+ */
+static pid_t start_amsid(bench *b, const char *socket_path, const char *ctl, const char *log_path,
+                         const char *const *limits, unsigned nlimits)
 {
     char set_ctl[160], set_rules[PATH_MAX + 16], set_threads[48];
-    snprintf(set_ctl, sizeof(set_ctl), "broker.control_socket=%s", b->ctl_socket);
+    snprintf(set_ctl, sizeof(set_ctl), "broker.control_socket=%s", ctl);
     snprintf(set_rules, sizeof(set_rules), "engine.rules=%s", b->o.rules);
     snprintf(set_threads, sizeof(set_threads), "broker.threads=%u", b->o.threads);
-    const char *argv[16 + 2 * MAX_SETS] = {
+    const char *argv[24 + 2 * MAX_SETS] = {
         b->o.amsid, "--foreground", "--socket", socket_path,         "--set", set_ctl,
         "--set",    set_rules,      "--set",    "engine.cache_dir=", "--set", set_threads};
     unsigned argc = 12;
+    for (unsigned i = 0; i < nlimits && i < 4; i++) {
+        argv[argc++] = "--set";
+        argv[argc++] = limits[i];
+    }
     for (unsigned i = 0; i < b->o.nsets; i++) {
         argv[argc++] = "--set";
         argv[argc++] = b->o.sets[i];
@@ -553,7 +564,7 @@ static pid_t start_amsid(bench *b, const char *socket_path)
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         signal(SIGINT, SIG_IGN);
-        int log = open(b->amsid_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        int log = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (log >= 0) {
             dup2(log, STDOUT_FILENO);
             dup2(log, STDERR_FILENO);
@@ -567,7 +578,7 @@ static pid_t start_amsid(bench *b, const char *socket_path)
         int status;
         if (waitpid(pid, &status, WNOHANG) == pid) {
             fprintf(stderr, "broker_bench: amsid exited before serving\n");
-            bench_show_log(b->amsid_log);
+            bench_show_log(log_path);
             return -1;
         }
         if (bench_can_connect(socket_path))
@@ -577,7 +588,7 @@ static pid_t start_amsid(bench *b, const char *socket_path)
     fprintf(stderr, "broker_bench: amsid did not open %s\n", socket_path);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
-    bench_show_log(b->amsid_log);
+    bench_show_log(log_path);
     return -1;
 }
 
@@ -685,7 +696,7 @@ static void one_client_slice(bench *b, unsigned t, uint64_t slice_ns, one_acc *a
         HRESULT hr = AmsiScanBuffer(tg->ctx, blk, (ULONG)b->content.size, content_name, NULL, &res);
         now = bench_now_ns();
         samples[n++] = now - t0;
-        if (hr != AMSI_S_OK)
+        if (hr != AMSI_S_OK && hr != tg->expect)
             acc->errors++;
         else if (AmsiResultIsMalware(res))
             acc->detected++;
@@ -798,7 +809,7 @@ static void client_main(bench *b, unsigned idx, int ready_fd)
             HRESULT hr =
                 AmsiScanBuffer(ctx[t], blk, (ULONG)b->content.size, content_name, NULL, &res);
             calls[t]++;
-            if (hr != AMSI_S_OK)
+            if (hr != AMSI_S_OK && hr != tg->expect)
                 errors[t]++;
             else if (AmsiResultIsMalware(res))
                 detected[t]++;
@@ -1002,7 +1013,12 @@ static void print_row(const bench *b, const run_result *runs, const char *label,
     printf("\n");
 }
 
-typedef enum goal_kind { GOAL_P50_DELTA, GOAL_P99_RATIO, GOAL_THROUGHPUT } goal_kind;
+typedef enum goal_kind {
+    GOAL_P50_DELTA,
+    GOAL_P99_RATIO,
+    GOAL_THROUGHPUT,
+    GOAL_DECLINED_P50
+} goal_kind;
 
 /* Prints one goal for target t against the floor (target 0), judged on the per-round median. */
 static void print_goal(const bench *b, unsigned t, goal_kind kind, const char *label)
@@ -1020,7 +1036,7 @@ static void print_goal(const bench *b, unsigned t, goal_kind kind, const char *l
         }
         if (!fl->done || !x->done)
             continue;
-        if (kind == GOAL_P50_DELTA)
+        if (kind == GOAL_P50_DELTA || kind == GOAL_DECLINED_P50)
             v[n++] = x->p50 - fl->p50;
         else if (kind == GOAL_P99_RATIO)
             v[n++] = fl->p99 > 0 ? x->p99 / fl->p99 : 0;
@@ -1034,6 +1050,10 @@ static void print_goal(const bench *b, unsigned t, goal_kind kind, const char *l
     case GOAL_P50_DELTA:
         fmt_stat_signed(cell, sizeof(cell), s, 1, " us");
         pass = s.valid && s.med <= GOAL_P50_DELTA_US;
+        break;
+    case GOAL_DECLINED_P50:
+        fmt_stat_signed(cell, sizeof(cell), s, 1, " us");
+        pass = s.valid && s.med <= GOAL_DECLINED_P50_DELTA_US;
         break;
     case GOAL_P99_RATIO:
         fmt_stat(cell, sizeof(cell), s, 2, " x");
@@ -1097,6 +1117,8 @@ goals:
     print_goal(b, 1, GOAL_P99_RATIO, "1 client: p99 <= 2 x floor p99");
     snprintf(label, sizeof(label), "%u clients: >= 80 %% of floor throughput", b->o.clients);
     print_goal(b, 1, GOAL_THROUGHPUT, label);
+    if (b->o.target_mask & 8u)
+        print_goal(b, 3, GOAL_DECLINED_P50, "declined: p50 <= floor p50 + 3 us");
     if (b->o.target_mask & 4u) {
         printf("  (cached content, for reference)\n");
         print_goal(b, 2, GOAL_P50_DELTA, "1 client: p50 <= floor p50 + 8 us");
@@ -1144,7 +1166,7 @@ static void usage(FILE *f)
           f);
 }
 
-static const char *const target_names[NTARGETS] = {"floor", "broker", "cached"};
+static const char *const target_names[NTARGETS] = {"floor", "broker", "cached", "declined"};
 
 /* Parses a comma-separated list of names into a bit mask. Returns 0 or -1 (an unknown name). */
 static int parse_list(const char *list, const char *const *names, unsigned n, unsigned *mask)
@@ -1200,7 +1222,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o, char *amsid_buf, siz
                       .clients = 8,
                       .slice = 0.25,
                       .seed = 1,
-                      .target_mask = 7u,
+                      .target_mask = 15u,
                       .run_one = true,
                       .run_multi = true};
     bool have_duration = false, have_repeat = false;
@@ -1303,7 +1325,9 @@ static void remove_tmpdir(const bench *b)
 {
     if (b->tmpdir[0] == '\0')
         return;
-    static const char *const names[] = {"echo.sock", "scan.sock", "control.sock", "amsid.log"};
+    static const char *const names[] = {"echo.sock",         "scan.sock",     "control.sock",
+                                        "amsid.log",         "declined.sock", "declined-ctl.sock",
+                                        "amsid-declined.log"};
     char path[192];
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         snprintf(path, sizeof(path), "%s/%s", b->tmpdir, names[i]);
@@ -1382,6 +1406,8 @@ int main(int argc, char **argv)
     }
     snprintf(b.ctl_socket, sizeof(b.ctl_socket), "%s/control.sock", b.tmpdir);
     snprintf(b.amsid_log, sizeof(b.amsid_log), "%s/amsid.log", b.tmpdir);
+    snprintf(b.declined_ctl, sizeof(b.declined_ctl), "%s/declined-ctl.sock", b.tmpdir);
+    snprintf(b.declined_log, sizeof(b.declined_log), "%s/amsid-declined.log", b.tmpdir);
 
     b.next_stamp = 0xFFFFull << 48;
     b.sample_cap = (size_t)(b.o.duration * 400000.0) + 100000;
@@ -1404,6 +1430,9 @@ int main(int argc, char **argv)
     b.targets[0] = (target){.label = "floor"};
     b.targets[1] = (target){.label = "broker"};
     b.targets[2] = (target){.label = "broker cached", .repeat_content = true};
+    /* A second amsid whose limit (one scan a day) declines every request after the first. */
+    b.targets[3] = (target){.label = "broker declined", .expect = AMSI_E_THROTTLED};
+    snprintf(b.targets[3].socket, sizeof(b.targets[3].socket), "%s/declined.sock", b.tmpdir);
     snprintf(b.targets[0].socket, sizeof(b.targets[0].socket), "%s/echo.sock", b.tmpdir);
     snprintf(b.targets[1].socket, sizeof(b.targets[1].socket), "%s/scan.sock", b.tmpdir);
     memcpy(b.targets[2].socket, b.targets[1].socket, sizeof(b.targets[2].socket));
@@ -1411,13 +1440,23 @@ int main(int argc, char **argv)
     if ((b.o.target_mask & 1u) &&
         (b.echo_pid = start_echo(b.targets[0].socket, b.server_threads)) < 0)
         goto out;
-    if ((b.o.target_mask & 6u) && (b.amsid_pid = start_amsid(&b, b.targets[1].socket)) < 0)
+    static const char *const high_limits[] = {BENCH_HIGH_LIMITS_MAX, BENCH_HIGH_LIMITS_BURST,
+                                              BENCH_HIGH_LIMITS_NMAX};
+    static const char *const declining[] = {"ratelimit.max_requests=1",
+                                            "ratelimit.interval_ms=86400000", "ratelimit.burst=0"};
+    if ((b.o.target_mask & 6u) && (b.amsid_pid = start_amsid(&b, b.targets[1].socket, b.ctl_socket,
+                                                             b.amsid_log, high_limits, 3)) < 0)
+        goto out;
+    if ((b.o.target_mask & 8u) &&
+        (b.declined_pid = start_amsid(&b, b.targets[3].socket, b.declined_ctl, b.declined_log,
+                                      declining, 3)) < 0)
         goto out;
     show_rules_line(b.amsid_log);
     fprintf(stderr, "broker_bench: echo pid %ld, amsid pid %ld, %u rounds of %.1f s\n",
             (long)b.echo_pid, (long)b.amsid_pid, b.o.repeat, b.o.duration);
     b.targets[0].server = b.echo_pid;
     b.targets[1].server = b.targets[2].server = b.amsid_pid;
+    b.targets[3].server = b.declined_pid;
     for (unsigned i = 0; i < b.nactive; i++) {
         unsigned t = b.active[i];
         if (setenv("AMSI_BROKER_SOCKET", b.targets[t].socket, 1) != 0 ||
@@ -1433,7 +1472,7 @@ int main(int argc, char **argv)
         uint8_t *blk = next_block(&b.content, b.targets[t].repeat_content, 0, b.next_stamp++);
         HRESULT hr =
             AmsiScanBuffer(b.targets[t].ctx, blk, (ULONG)b.content.size, content_name, NULL, &r);
-        if (hr != AMSI_S_OK) {
+        if (hr != AMSI_S_OK && hr != b.targets[t].expect) {
             fprintf(stderr, "broker_bench: %s does not answer (HRESULT 0x%08x)\n",
                     b.targets[t].label, (unsigned)hr);
             goto out;
@@ -1469,6 +1508,11 @@ out:
             bench_show_log(b.amsid_log);
             status = 1;
         }
+    }
+    if (b.declined_pid > 0 && bench_stop_process(b.declined_pid, 10000) != 0) {
+        fprintf(stderr, "broker_bench: the declining amsid did not exit cleanly\n");
+        bench_show_log(b.declined_log);
+        status = 1;
     }
     if (b.echo_pid > 0)
         bench_stop_process(b.echo_pid, 10000);

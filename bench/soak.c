@@ -689,9 +689,15 @@ static pid_t start_amsid(const soak_opts *o, const char *sock, const char *ctl, 
     char set_ctl[160], set_rules[PATH_MAX + 16];
     snprintf(set_ctl, sizeof(set_ctl), "broker.control_socket=%s", ctl);
     snprintf(set_rules, sizeof(set_rules), "engine.rules=%s", o->rules);
-    const char *argv[] = {
-        o->amsid,  "--foreground", "--socket",          sock, "--set", set_ctl, "--set",
-        set_rules, "--set",        "engine.cache_dir=", NULL};
+    const char *argv[] = {o->amsid,   "--foreground",
+                          "--socket", sock,
+                          "--set",    set_ctl,
+                          "--set",    set_rules,
+                          "--set",    "engine.cache_dir=",
+                          "--set",    BENCH_HIGH_LIMITS_MAX,
+                          "--set",    BENCH_HIGH_LIMITS_BURST,
+                          "--set",    BENCH_HIGH_LIMITS_NMAX,
+                          NULL};
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0)
