@@ -23,10 +23,12 @@ cmake --build build/asan -j"$jobs"
 (cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j"$jobs")
 
-echo "== ThreadSanitizer build of the threaded parts (ring, broker, shared rule sets) and test"
+echo "== ThreadSanitizer build of the threaded parts (ring, limits, broker, shared rule sets) and test"
 cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=Debug -DAMSI_WERROR=ON -DAMSI_SANITIZE=tsan \
     -DAMSI_BUILD_BENCH=OFF >/dev/null
 cmake --build build/tsan -j"$jobs" --target test_ring test_ring_stress test_verdicts test_scan \
+    test_ratelimit \
     $(test -f tests/broker/test_amsid.c && echo test_amsid) amsid amsictl
 (cd build/tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-    ctest --output-on-failure -R '^(test_ring|test_ring_stress|test_verdicts|test_scan|test_amsid)$')
+    ctest --output-on-failure \
+    -R '^(test_ring|test_ring_stress|test_verdicts|test_scan|test_ratelimit|test_amsid)$')
