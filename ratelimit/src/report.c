@@ -5,12 +5,15 @@
  * Two halves share one object. The broker's worker threads call ratelimit_report_declined(), which
  * only counts: it hashes the caller's identity (pid and start time), takes the window mutex, finds
  * or claims the caller's slot in the current window's open-addressed table and bumps its counters.
- * That critical section is a few dozen instructions with no system call; the clock is read before
- * the lock (vDSO), and the copies of the executable path and app name a caller's first decline of a
- * window needs are allocated outside the lock (the lock is then taken a second time). A window's
- * table holds at most `max_procs` callers (the rate-limit table size, at least 16, at most 65536);
- * once it is full, further callers are counted together in one aggregate entry, reported with
- * pid="0", exe="*", app="*" and an empty uid.
+ * That critical section is a few dozen instructions with no system call; the time is the caller's
+ * (ratelimit_report_declined_at(), the monotonic time the broker already read for its decision)
+ * or read before the lock, and kept monotonic (converted to wall-clock time when the message is
+ * formatted, so a step of the wall clock cannot make `last` precede `first`); the copies of the
+ * executable path and app name a caller's first decline of a window needs are allocated outside the
+ * lock (the lock is then taken a second time). A window's table holds at most `max_procs` callers
+ * (the rate-limit table size, at least 16, at most 16384); once it is full, further callers are
+ * counted together in one aggregate entry, reported with pid="0", exe="*", app="*" and an empty
+ * uid.
  *
  * The sender thread owns all I/O. At the end of each window (and when the reporter stops) it swaps
  * the current table with a spare one under the mutex, then, without the lock, formats one message
@@ -279,6 +282,10 @@ int ratelimit_report_config_set(ratelimit_report_config *cfg, const char *key, c
                                 char *err, size_t errlen)
 {
     uint64_t v;
+    if (cfg == NULL || key == NULL || value == NULL) {
+        snprintf(err, errlen, "report: no key or value");
+        return -EINVAL;
+    }
     if (strcmp(key, "syslog") == 0) {
         if (value[0] == '\0') {
             free(cfg->syslog);
@@ -354,7 +361,7 @@ typedef struct slot {
     uid_t uid;
     uint64_t start_time;
     uint64_t count[RATELIMIT_NCLASSES];
-    uint64_t first_ns, last_ns; /* CLOCK_REALTIME */
+    uint64_t first_ns, last_ns; /* CLOCK_MONOTONIC */
     char *exe;                  /* owned */
     char *app;                  /* owned, app_len bytes, not NUL-terminated; may be NULL */
     size_t app_len;
@@ -591,10 +598,13 @@ static slot *window_find(const ratelimit_report *r, window *w, uint64_t tag, pid
 /* Adds one decline at now to s. Called with wlock held. */
 static void slot_count(slot *s, ratelimit_class cls, uint64_t now)
 {
-    if (s->count[0] + s->count[1] == 0 || now < s->first_ns)
-        s->first_ns = now;
-    if (now > s->last_ns)
+    if (s->count[0] + s->count[1] == 0) {
+        s->first_ns = s->last_ns = now;
+    } else if ((int64_t)(now - s->first_ns) < 0) {
+        s->first_ns = now; /* times from several threads need not arrive in order */
+    } else if ((int64_t)(now - s->last_ns) > 0) {
         s->last_ns = now;
+    }
     s->count[cls]++;
 }
 
@@ -607,9 +617,16 @@ static bool app_same(const slot *s, const ratelimit_caller *who)
 void ratelimit_report_declined(ratelimit_report *r, const ratelimit_caller *who,
                                ratelimit_class cls)
 {
+    if (r == NULL || who == NULL || !r->active)
+        return;
+    ratelimit_report_declined_at(r, who, cls, clock_ns(CLOCK_MONOTONIC));
+}
+
+void ratelimit_report_declined_at(ratelimit_report *r, const ratelimit_caller *who,
+                                  ratelimit_class cls, uint64_t now)
+{
     if (r == NULL || who == NULL || !r->active || (unsigned)cls >= RATELIMIT_NCLASSES)
         return;
-    uint64_t now = clock_ns(CLOCK_REALTIME);
     uint64_t tag = caller_tag(who->pid, who->start_time);
 
     /* Fast path: the caller already has a slot in this window, with the same app name. */
@@ -797,10 +814,23 @@ static void put_time(sbuf *b, uint64_t ns)
 }
 
 /*
- * Formats the message of one caller (or of the aggregate entry) into m. Returns false when out of
- * memory.
+ * CLOCK_REALTIME minus CLOCK_MONOTONIC, now: added to a monotonic time it gives the wall-clock
+ * time. Read between two monotonic readings to narrow the error to a fraction of a microsecond.
  */
-static bool format_message(const ratelimit_report *r, const slot *s, bool aggregate, message *m)
+static uint64_t realtime_offset(void)
+{
+    uint64_t m1 = clock_ns(CLOCK_MONOTONIC);
+    uint64_t rt = clock_ns(CLOCK_REALTIME);
+    uint64_t m2 = clock_ns(CLOCK_MONOTONIC);
+    return rt - (m1 + (m2 - m1) / 2);
+}
+
+/*
+ * Formats the message of one caller (or of the aggregate entry) into m; offset converts the
+ * slot's monotonic times to wall-clock times. Returns false when out of memory.
+ */
+static bool format_message(const ratelimit_report *r, const slot *s, bool aggregate,
+                           uint64_t offset, message *m)
 {
     char *text = malloc(MSG_MAX);
     if (text == NULL)
@@ -819,9 +849,9 @@ static bool format_message(const ratelimit_report *r, const slot *s, bool aggreg
         put_param(&b, "app", s->app != NULL ? s->app : "", s->app_len, APP_PARAM_MAX);
     }
     put_fmt(&b, " count=\"%" PRIu64 "\" first=\"", total);
-    put_time(&b, s->first_ns);
+    put_time(&b, s->first_ns + offset);
     put_str(&b, "\" last=\"");
-    put_time(&b, s->last_ns);
+    put_time(&b, s->last_ns + offset);
     put_str(&b, "\" limit=\"");
     bool both = s->count[RATELIMIT_SCAN] > 0 && s->count[RATELIMIT_NOTIFY] > 0;
     for (int c = 0; c < RATELIMIT_NCLASSES; c++)
@@ -835,14 +865,15 @@ static bool format_message(const ratelimit_report *r, const slot *s, bool aggreg
             s->count[RATELIMIT_NOTIFY]);
     size_t sd_end = b.len;
     put_str(&b, "] ");
+    const char *plural = total == 1 ? "" : "s";
     if (aggregate) {
         put_fmt(&b,
-                "%" PRIu64 " requests declined by the rate limit from processes beyond the "
-                "window's table (%u processes)",
-                total, r->max_procs);
+                "%" PRIu64 " request%s declined by the rate limit from processes that found the "
+                "window's table of %u processes full",
+                total, plural, r->max_procs);
     } else {
-        put_fmt(&b, "%" PRIu64 " requests declined by the rate limit from pid %ld (", total,
-                (long)s->pid);
+        put_fmt(&b, "%" PRIu64 " request%s declined by the rate limit from pid %ld (", total,
+                plural, (long)s->pid);
         put_text(&b, s->exe, strlen(s->exe), false, 256);
         put_str(&b, ")");
     }
@@ -1151,13 +1182,14 @@ static void end_window(ratelimit_report *r, uint64_t deadline, bool final)
     r->cur = w == &r->win[0] ? &r->win[1] : &r->win[0];
     pthread_mutex_unlock(&r->wlock);
 
+    uint64_t offset = realtime_offset();
     for (uint32_t i = 0; i <= r->cap; i++) {
         bool aggregate = i == r->cap;
         slot *s = aggregate ? &w->aggregate : &w->slots[i];
         if (s->tag == 0)
             continue;
         message m;
-        if (format_message(r, s, aggregate, &m))
+        if (format_message(r, s, aggregate, offset, &m))
             backlog_push(r, &m);
         else
             count_dropped(r, 1);

@@ -477,9 +477,10 @@ static void test_message_format(void **state)
     const char *exe = "/opt/we\"ird\\dir]/b\x80in/\xc0\xaf/caf\xc3\xa9";
     const char app[] = "pwsh]\"x\\";
     ratelimit_caller c = caller(4242, 99, 1001, exe, app);
-    uint64_t before = now_ns(CLOCK_REALTIME) / 1000 * 1000;
+    /* Times go through the monotonic clock and back: allow a millisecond either way. */
+    uint64_t before = now_ns(CLOCK_REALTIME) - 1000000;
     decline_n(r, &c, RATELIMIT_SCAN, 3);
-    uint64_t after = now_ns(CLOCK_REALTIME);
+    uint64_t after = now_ns(CLOCK_REALTIME) + 1000000;
     ratelimit_report_stop(r);
 
     syslog_msg m;
@@ -546,6 +547,36 @@ static void test_message_escapes_raw(void **state)
     assert_true(syslog_parse(buf, strlen(buf), &m));
     assert_string_equal(syslog_param_get(&m, "limit"),
                         "notifications 20000 per 1000 ms, burst 2000");
+    ratelimit_report_destroy(r);
+    close(fd);
+}
+
+/* declined_at(): the caller's monotonic times become first and last, to the microsecond. */
+static void test_declined_at_times(void **state)
+{
+    (void)state;
+    uint16_t port = 0;
+    int fd = udp_listener(&port);
+    ratelimit_report *r = reporter(dest_inet("udp", port), NULL, NULL);
+    ratelimit_caller a = caller(11, 1, 0, "/bin/a", "a");
+    uint64_t mono = now_ns(CLOCK_MONOTONIC);
+    uint64_t wall = now_ns(CLOCK_REALTIME);
+    /* Out of order, as times from several worker threads may arrive. */
+    ratelimit_report_declined_at(r, &a, RATELIMIT_SCAN, mono - 2000000000u);
+    ratelimit_report_declined_at(r, &a, RATELIMIT_SCAN, mono - 5000000000u);
+    ratelimit_report_declined_at(r, &a, RATELIMIT_SCAN, mono - 3000000000u);
+    ratelimit_report_declined_at(r, &a, RATELIMIT_SCAN, mono - 1500000000u);
+    ratelimit_report_stop(r);
+    syslog_msg m;
+    recv_udp_msg(fd, &m);
+    uint64_t first, last;
+    assert_true(syslog_rfc3339_us(syslog_param_get(&m, "first"), &first));
+    assert_true(syslog_rfc3339_us(syslog_param_get(&m, "last"), &last));
+    assert_int_equal(param_u64(&m, "count"), 4);
+    uint64_t span = last - first;
+    assert_true(span >= 3499999000u && span <= 3500001000u);
+    int64_t skew = (int64_t)(first - (wall - 5000000000u));
+    assert_true(skew > -2000000 && skew < 2000000);
     ratelimit_report_destroy(r);
     close(fd);
 }
@@ -1101,6 +1132,7 @@ int main(void)
         cmocka_unit_test(test_off),
         cmocka_unit_test(test_message_format),
         cmocka_unit_test(test_message_escapes_raw),
+        cmocka_unit_test(test_declined_at_times),
         cmocka_unit_test(test_aggregation),
         cmocka_unit_test(test_two_processes_two_messages),
         cmocka_unit_test(test_window_boundaries),
