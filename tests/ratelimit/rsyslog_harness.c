@@ -215,6 +215,7 @@ static void dump_stderr(const rsyslog_harness *h)
 /* Spawns rsyslogd and waits until it listens. */
 static int spawn_once(rsyslog_harness *h)
 {
+    unlink(h->pidfile); /* a stale one (after SIGKILL) would make rsyslogd refuse to start */
     posix_spawn_file_actions_t fa;
     int rc = posix_spawn_file_actions_init(&fa);
     if (rc != 0)

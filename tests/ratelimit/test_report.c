@@ -551,6 +551,46 @@ static void test_message_escapes_raw(void **state)
     close(fd);
 }
 
+/* Control characters and NUL in a declared app name become U+FFFD; overlong values are cut. */
+static void test_message_odd_values(void **state)
+{
+    (void)state;
+    uint16_t port = 0;
+    int fd = udp_listener(&port);
+    ratelimit_report *r = reporter(dest_inet("udp", port), NULL, NULL);
+    static const char app[] = {'a', '\0', 'b', '\t', 'c', '\n'};
+    ratelimit_caller c = caller(8, 1, 0, "/bin/x", NULL);
+    c.app = app;
+    c.app_len = sizeof(app);
+    ratelimit_report_declined(r, &c, RATELIMIT_SCAN);
+    char *longexe = malloc(5001);
+    assert_non_null(longexe);
+    for (int i = 0; i < 5000; i++)
+        longexe[i] = i % 10 == 0 ? '/' : ']';
+    longexe[5000] = '\0';
+    ratelimit_caller d = caller(9, 1, 0, longexe, "x");
+    ratelimit_report_declined(r, &d, RATELIMIT_SCAN);
+    free(longexe);
+    ratelimit_report_stop(r);
+    for (int i = 0; i < 2; i++) {
+        syslog_msg m;
+        recv_udp_msg(fd, &m);
+        if (strcmp(syslog_param_get(&m, "pid"), "8") == 0) {
+            assert_string_equal(syslog_param_get(&m, "app"), "a\xef\xbf\xbd"
+                                                             "b\xef\xbf\xbd"
+                                                             "c\xef\xbf\xbd");
+        } else {
+            const char *exe = syslog_param_get(&m, "exe");
+            size_t n = strlen(exe);
+            assert_true(n > 1000 && n < 2048);
+            assert_string_equal(exe + n - 3, "...");
+            assert_true(strncmp(exe, "/]]]]]]]]]/]]", 13) == 0);
+        }
+    }
+    ratelimit_report_destroy(r);
+    close(fd);
+}
+
 /* declined_at(): the caller's monotonic times become first and last, to the microsecond. */
 static void test_declined_at_times(void **state)
 {
@@ -1132,6 +1172,7 @@ int main(void)
         cmocka_unit_test(test_off),
         cmocka_unit_test(test_message_format),
         cmocka_unit_test(test_message_escapes_raw),
+        cmocka_unit_test(test_message_odd_values),
         cmocka_unit_test(test_declined_at_times),
         cmocka_unit_test(test_aggregation),
         cmocka_unit_test(test_two_processes_two_messages),
