@@ -68,8 +68,9 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define PROCS_MIN      16
-#define PROCS_MAX      65536
+#define PROCS_MAX      16384
 #define BACKLOG_MAX    1000000
+#define MAX_ADDRS      8 /* addresses of a HOST name tried in turn */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Configuration.                                                                              */
@@ -385,8 +386,9 @@ struct ratelimit_report {
     /* Immutable after create. */
     bool active; /* a destination is configured */
     dest dest;
-    struct sockaddr_storage addr;
-    socklen_t addrlen;
+    struct sockaddr_storage addr[MAX_ADDRS]; /* what HOST resolved to, in getaddrinfo's order */
+    socklen_t addrlen[MAX_ADDRS];
+    unsigned naddr;
     uint32_t window_s;
     int pri;
     char sd_id[SD_NAME_MAX + 1];
@@ -414,6 +416,7 @@ struct ratelimit_report {
     uint64_t unreported_dropped;
     int fd;
     int sotype;           /* SOCK_STREAM or SOCK_DGRAM once known, for unix: */
+    unsigned cur_addr;    /* index of the address in use */
     uint64_t retry_at_ns; /* monotonic; no connection attempt before */
     uint32_t backoff_ms;
 
@@ -451,14 +454,18 @@ static void load_hostname(char *buf, size_t len)
         snprintf(buf, len, "-");
 }
 
-/* Resolves the destination into r->addr. Returns 0 or -EINVAL with err. */
+/*
+ * Resolves the destination into r->addr (up to MAX_ADDRS addresses, e.g. ::1 and 127.0.0.1 for
+ * "localhost"; they are tried in turn when one refuses). Returns 0 or -EINVAL with err.
+ */
 static int resolve_dest(ratelimit_report *r, char *err, size_t errlen)
 {
     if (r->dest.kind == DEST_UNIX) {
-        struct sockaddr_un *un = (struct sockaddr_un *)&r->addr;
+        struct sockaddr_un *un = (struct sockaddr_un *)&r->addr[0];
         un->sun_family = AF_UNIX;
         strcpy(un->sun_path, r->dest.path);
-        r->addrlen = (socklen_t)sizeof(*un);
+        r->addrlen[0] = (socklen_t)sizeof(*un);
+        r->naddr = 1;
         return 0;
     }
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
@@ -475,9 +482,19 @@ static int resolve_dest(ratelimit_report *r, char *err, size_t errlen)
         snprintf(err, errlen, "syslog: cannot resolve '%s': %s", r->dest.host, gai_strerror(rc));
         return -EINVAL;
     }
-    memcpy(&r->addr, res->ai_addr, res->ai_addrlen);
-    r->addrlen = res->ai_addrlen;
+    r->naddr = 0;
+    for (struct addrinfo *ai = res; ai != NULL && r->naddr < MAX_ADDRS; ai = ai->ai_next) {
+        if (ai->ai_addrlen > sizeof(r->addr[0]))
+            continue;
+        memcpy(&r->addr[r->naddr], ai->ai_addr, ai->ai_addrlen);
+        r->addrlen[r->naddr] = ai->ai_addrlen;
+        r->naddr++;
+    }
     freeaddrinfo(res);
+    if (r->naddr == 0) {
+        snprintf(err, errlen, "syslog: '%s' has no usable address", r->dest.host);
+        return -EINVAL;
+    }
     return 0;
 }
 
@@ -949,15 +966,16 @@ static short wait_fd(int fd, short events, int ms)
 }
 
 /*
- * Opens a non-blocking socket of type sotype to the destination, waiting for a stream connection
- * until the deadline (at most IO_TIMEOUT_MS). Returns the socket or a negative errno.
+ * Opens a non-blocking socket of type sotype to address i of the destination, waiting for a
+ * stream connection until the deadline (at most IO_TIMEOUT_MS). Returns the socket or a negative
+ * errno.
  */
-static int open_socket(ratelimit_report *r, int sotype, uint64_t deadline)
+static int open_socket_to(ratelimit_report *r, unsigned i, int sotype, uint64_t deadline)
 {
-    int fd = socket(r->addr.ss_family, sotype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(r->addr[i].ss_family, sotype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    if (connect(fd, (struct sockaddr *)&r->addr, r->addrlen) == 0)
+    if (connect(fd, (struct sockaddr *)&r->addr[i], r->addrlen[i]) == 0)
         return fd;
     int e = errno;
     if (e == EINPROGRESS || e == EAGAIN) {
@@ -972,6 +990,24 @@ static int open_socket(ratelimit_report *r, int sotype, uint64_t deadline)
     }
     close(fd);
     return -e;
+}
+
+/*
+ * Opens a socket to the destination: the address that worked last first, then the others in
+ * turn. Returns the socket or the negative errno of the last attempt.
+ */
+static int open_socket(ratelimit_report *r, int sotype, uint64_t deadline)
+{
+    int fd = -ECONNREFUSED;
+    for (unsigned k = 0; k < r->naddr; k++) {
+        unsigned i = (r->cur_addr + k) % r->naddr;
+        fd = open_socket_to(r, i, sotype, deadline);
+        if (fd >= 0) {
+            r->cur_addr = i;
+            return fd;
+        }
+    }
+    return fd;
 }
 
 /* Connects when not connected, unless a back-off is in force. Returns true when connected. */
@@ -1073,10 +1109,18 @@ static send_result send_datagram(ratelimit_report *r, struct iovec *iov, int iov
         if (e == EMSGSIZE)
             return DROP;
         if (r->dest.kind == DEST_UDP) {
-            /* ECONNREFUSED reports an earlier datagram that found no listener: try this one. */
+            /* ECONNREFUSED reports an earlier datagram that found no listener: try this one
+             * again, then on the next address of the host (e.g. 127.0.0.1 after ::1). */
             if (e == ECONNREFUSED && !retried) {
                 retried = true;
                 continue;
+            }
+            if (e == ECONNREFUSED && r->naddr > 1) {
+                close_fd(r);
+                r->cur_addr = (r->cur_addr + 1) % r->naddr;
+                int fd = open_socket_to(r, r->cur_addr, SOCK_DGRAM, deadline);
+                if (fd >= 0)
+                    r->fd = fd;
             }
             return DROP;
         }

@@ -924,6 +924,55 @@ static void test_tcp_ipv6_literal(void **state)
     close(lfd);
 }
 
+/* A HOST name: every address it resolves to is tried (localhost may give ::1 first). */
+static void test_tcp_host_name(void **state)
+{
+    (void)state;
+    uint16_t port = 0;
+    int lfd = tcp_listener(&port); /* 127.0.0.1 only */
+    char dest[64];
+    snprintf(dest, sizeof(dest), "tcp://localhost:%u", port);
+    ratelimit_report *r = reporter(dest, NULL, NULL);
+    ratelimit_caller c = caller(74, 1, 0, "/bin/a", "a");
+    decline_n(r, &c, RATELIMIT_SCAN, 3);
+    ratelimit_report_stop(r);
+    int fd = accept_within(lfd, WAIT_MS);
+    assert_true(fd >= 0);
+    syslog_msg m;
+    recv_tcp_msg(fd, &m);
+    assert_int_equal(param_u64(&m, "count"), 3);
+    ratelimit_report_destroy(r);
+    close(fd);
+    close(lfd);
+}
+
+/* The receiver of a unix datagram socket is re-created (like a syslog daemon restarting on
+ * /dev/log): the reporter reconnects and the message is not lost. */
+static void test_unix_dgram_recreated(void **state)
+{
+    (void)state;
+    char path[108], dest[120];
+    temp_socket_path(path, sizeof(path), "dgram2");
+    int fd = unix_listener(path, SOCK_DGRAM);
+    snprintf(dest, sizeof(dest), "unix:%s", path);
+    ratelimit_report *r = reporter(dest, NULL, "window_s", "1", NULL);
+    ratelimit_caller a = caller(64, 1, 0, "/bin/a", "a");
+    decline_n(r, &a, RATELIMIT_SCAN, 1);
+    char buf[65536];
+    assert_true(recv_datagram(fd, buf, sizeof(buf), WAIT_MS) > 0);
+    close(fd);
+    fd = unix_listener(path, SOCK_DGRAM); /* unlinks and binds again */
+    decline_n(r, &a, RATELIMIT_SCAN, 2);
+    ssize_t n = recv_datagram(fd, buf, sizeof(buf), WAIT_MS);
+    assert_true(n > 0);
+    syslog_msg m;
+    assert_true(syslog_parse(buf, (size_t)n, &m));
+    assert_int_equal(param_u64(&m, "count"), 2);
+    ratelimit_report_destroy(r);
+    close(fd);
+    unlink(path);
+}
+
 /* Waits until the reporter's counters satisfy pred, or WAIT_MS. */
 static bool wait_stats(ratelimit_report *r, bool (*pred)(const ratelimit_report_stats *, uint64_t),
                        uint64_t arg)
@@ -1097,6 +1146,42 @@ static void test_stop_collector_down(void **state)
     ratelimit_report_destroy(r);
 }
 
+/* A collector that never answers (its accept queue is full, so connects hang): stop() still
+ * returns after its time budget, with the message pending. A hang guard, not a timing test. */
+static void test_stop_collector_silent(void **state)
+{
+    (void)state;
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(lfd, 0), 0);
+    socklen_t len = sizeof(a);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
+    int fill[4];
+    for (int i = 0; i < 4; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        connect(fill[i], (struct sockaddr *)&a, sizeof(a));
+    }
+    usleep(100000);
+    ratelimit_report *r = reporter(dest_inet("tcp", ntohs(a.sin_port)), NULL, NULL);
+    ratelimit_caller c = caller(96, 1, 0, "/bin/a", "a");
+    decline_n(r, &c, RATELIMIT_SCAN, 1);
+    uint64_t t0 = now_ns(CLOCK_MONOTONIC);
+    ratelimit_report_stop(r);
+    uint64_t took_ms = (now_ns(CLOCK_MONOTONIC) - t0) / 1000000u;
+    ratelimit_report_stats st;
+    ratelimit_report_stats_get(r, &st);
+    print_message("stop with a silent collector took %llu ms, sent %llu\n",
+                  (unsigned long long)took_ms, (unsigned long long)st.sent);
+    assert_true(took_ms < 10000);
+    assert_int_equal(st.sent + st.pending, 1);
+    ratelimit_report_destroy(r);
+    for (int i = 0; i < 4; i++)
+        close(fill[i]);
+    close(lfd);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Concurrency: many threads decline while the sender swaps windows (run under TSan).           */
 
@@ -1187,6 +1272,9 @@ int main(void)
         cmocka_unit_test(test_tcp_peer_close_detected),
         cmocka_unit_test(test_backlog_overflow),
         cmocka_unit_test(test_stop_collector_down),
+        cmocka_unit_test(test_stop_collector_silent),
+        cmocka_unit_test(test_tcp_host_name),
+        cmocka_unit_test(test_unix_dgram_recreated),
         cmocka_unit_test(test_concurrent_declines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
