@@ -30,7 +30,12 @@
  * readable end of file), so that a collector restart costs a reconnection rather than the next
  * message; reconnections back off from 100 ms to 5 s while the collector stays away. Every connect
  * and write is bounded by a timeout (2 s), and the final flush of ratelimit_report_stop() by a
- * budget of 3 s in all, so stop never hangs on a dead collector.
+ * budget of 3 s in all, so stop never hangs on a dead collector: it returns within about 5 s at
+ * worst (a connect or write the sender thread had in progress, then the final flush).
+ *
+ * TCP without application acknowledgements (RFC 6587) cannot tell a message the kernel accepted
+ * from one the collector read: a collector that dies with messages in its socket buffer loses
+ * them. The reporter narrows the window (closed-peer check before each write), nothing more.
  *
  * Lock order: the window mutex and the control mutex are never held together.
  */

@@ -105,13 +105,15 @@ void ratelimit_report_stats_get(ratelimit_report *r, ratelimit_report_stats *st)
 
 /*
  * Joins the sender thread, ends the current window at once and sends its messages and the
- * backlog (best effort, within about 3 s in all: a collector that does not answer cannot make it
- * hang); what could not be sent stays counted in `pending`. Also flushes declines counted before
- * any start(). Accepts NULL.
+ * backlog (best effort: the final flush has 3 s, and a connect or write in progress first ends
+ * within 2 s, so a collector that does not answer cannot make it hang); what could not be sent
+ * stays counted in `pending`. Also flushes declines counted before any start(). Accepts NULL.
  */
 void ratelimit_report_stop(ratelimit_report *r);
 
-/* Stops (if not stopped since the last start) and frees; pending messages are lost. Accepts NULL.
+/*
+ * Stops (unless stopped since the last start) and frees. Messages still pending, and declines
+ * counted after the last stop(), are lost. Accepts NULL.
  */
 void ratelimit_report_destroy(ratelimit_report *r);
 
