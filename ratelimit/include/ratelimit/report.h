@@ -6,7 +6,14 @@
  * bounded backlog; what had to be dropped is counted and reported in the next message) or a local
  * AF_UNIX socket. The pending window is flushed when the reporter stops.
  *
- * Thread safety: ratelimit_report_declined() may be called from any number of threads at once;
+ * A window holds at most max(16, min(limits->table_size, 16384)) processes; when it is full, the
+ * processes that find no room are counted together in one aggregate entry, reported as pid="0",
+ * uid="", exe="*", app="*". Params besides the eight above: `scans` and `notifications` (the count
+ * by class) always, `dropped` (messages lost since the last one delivered) when not 0. `limit` is
+ * ratelimit_describe() of each class declined, joined with "; " when both were.
+ *
+ * Thread safety: ratelimit_report_declined() and ratelimit_report_declined_at() may be called
+ * from any number of threads at once, and ratelimit_report_stats_get() from any thread;
  * create/start/stop/destroy from one thread.
  */
 #ifndef RATELIMIT_REPORT_H
@@ -55,13 +62,19 @@ typedef struct ratelimit_caller {
 typedef struct ratelimit_report ratelimit_report;
 
 /*
- * Creates a reporter for cfg (copied); limits (copied) names the limit in force in each message.
- * Does not connect yet. Returns 0, -EINVAL (bad destination; err says why) or -ENOMEM.
+ * Creates a reporter for cfg (copied); limits names the limit in force in each message and sizes
+ * the window's table (only its numbers are used, not kept). A HOST name is resolved here, once.
+ * Does not connect yet. With no destination (cfg->syslog NULL or "") the reporter is off: every
+ * function works and does nothing. Returns 0, -EINVAL (bad value or destination, unresolvable
+ * host; err says why) or -ENOMEM; *out is NULL on failure.
  */
 int ratelimit_report_create(const ratelimit_report_config *cfg, const ratelimit_config *limits,
                             ratelimit_report **out, char *err, size_t errlen);
 
-/* Starts the sender thread. Returns 0 or a negative errno. */
+/*
+ * Starts the sender thread (the first window starts now). Returns 0, -EALREADY (running), -EINVAL
+ * (r NULL) or the negative errno of pthread_create(). May be called again after stop().
+ */
 int ratelimit_report_start(ratelimit_report *r);
 
 /*
@@ -72,6 +85,14 @@ int ratelimit_report_start(ratelimit_report *r);
 void ratelimit_report_declined(ratelimit_report *r, const ratelimit_caller *who,
                                ratelimit_class cls);
 
+/*
+ * Same, with the time of the decline given as now_ns from CLOCK_MONOTONIC (the time the broker
+ * already read for ratelimit_decide()), which saves a clock read on the hot path. Times are
+ * converted to wall-clock time when the message is formatted.
+ */
+void ratelimit_report_declined_at(ratelimit_report *r, const ratelimit_caller *who,
+                                  ratelimit_class cls, uint64_t now_ns);
+
 /* Counters of the reporter. */
 typedef struct ratelimit_report_stats {
     uint64_t sent;    /* messages handed to the collector */
@@ -79,12 +100,21 @@ typedef struct ratelimit_report_stats {
     uint64_t pending; /* messages waiting in the backlog */
 } ratelimit_report_stats;
 
+/* Fills *st (all zero for a NULL r). Thread-safe. Can't fail. */
 void ratelimit_report_stats_get(ratelimit_report *r, ratelimit_report_stats *st);
 
-/* Ends the current window at once, sends its messages (best effort) and joins the thread. */
+/*
+ * Joins the sender thread, ends the current window at once and sends its messages and the
+ * backlog (best effort: the final flush has 3 s, and a connect or write in progress first ends
+ * within 2 s, so a collector that does not answer cannot make it hang); what could not be sent
+ * stays counted in `pending`. Also flushes declines counted before any start(). Accepts NULL.
+ */
 void ratelimit_report_stop(ratelimit_report *r);
 
-/* Stops (if needed) and frees. Accepts NULL. */
+/*
+ * Stops (unless stopped since the last start) and frees. Messages still pending, and declines
+ * counted after the last stop(), are lost. Accepts NULL.
+ */
 void ratelimit_report_destroy(ratelimit_report *r);
 
 #endif
