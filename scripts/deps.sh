@@ -10,6 +10,8 @@ packages=(
     # containers the unpacking tests read
     libcmocka-dev libyara-dev clang-format
     zip bzip2 xz-utils cpio binutils p7zip-full gcab genisoimage libarchive-tools arj python3
+    # a real syslog collector for the declined-request reports (started privately by the tests)
+    rsyslog
 )
 
 missing=()

@@ -120,6 +120,10 @@ int broker_config_init(broker_config *cfg)
     memset(cfg, 0, sizeof(*cfg));
     engine_config_init(&cfg->engine);
     ratelimit_config_init(&cfg->ratelimit);
+    if (ratelimit_report_config_init(&cfg->report) != 0) {
+        broker_config_cleanup(cfg);
+        return ENGINE_ENOMEM;
+    }
     for (size_t i = 0; i < sizeof(broker_keys) / sizeof(broker_keys[0]); i++) {
         const broker_key *k = &broker_keys[i];
         if (bkey_store(&cfg->broker, k, k->def_text ? k->def_text : "", k->def) != 0) {
@@ -142,6 +146,7 @@ void broker_config_cleanup(broker_config *cfg)
     free(cfg->broker.control_socket);
     free(cfg->broker.control_group);
     ratelimit_config_cleanup(&cfg->ratelimit);
+    ratelimit_report_config_cleanup(&cfg->report);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -230,6 +235,10 @@ int broker_config_set_key(broker_config *cfg, const char *section, const char *k
     if (strcmp(section, "ratelimit") == 0)
         return module_key("ratelimit", key,
                           ratelimit_config_set(&cfg->ratelimit, key, value, err, errlen), err,
+                          errlen);
+    if (strcmp(section, "report") == 0)
+        return module_key("report", key,
+                          ratelimit_report_config_set(&cfg->report, key, value, err, errlen), err,
                           errlen);
     if (errlen > 0)
         snprintf(err, errlen, "%s.%s: unknown section '%s'", section, key, section);

@@ -21,6 +21,7 @@
 
 #include "amsi_protocol.h"
 #include "ratelimit/ratelimit.h"
+#include "ratelimit/report.h"
 #include "identity.h"
 #include "ring.h"
 #include "verdicts.h"
@@ -144,6 +145,7 @@ struct broker_server {
     bool ring_ready;
     broker_verdicts *verdicts; /* NULL when cache_entries is 0 */
     ratelimit_table *limits;   /* NULL when ratelimit.enabled is 0 */
+    ratelimit_report *report;  /* declined-request reports (does nothing without report.syslog) */
     uint32_t declined_result;  /* what a declined client is told (ratelimit.action) */
     char declined_reason[RATELIMIT_NCLASSES][112];
     EVP_MD *sha256;
@@ -553,10 +555,17 @@ static bool enqueue_scan(worker *w, conn *c, const amsi_proto_request *req, cons
  * closed.
  */
 static bool decline(worker *w, conn *c, const amsi_proto_request *req, ratelimit_class cls,
-                    uint64_t retry_ns)
+                    uint64_t now, uint64_t retry_ns)
 {
     broker_server *s = w->server;
     count(&s->st_declined);
+    ratelimit_caller who = {.pid = c->id.pid,
+                            .uid = c->id.uid,
+                            .start_time = c->id.start_time,
+                            .exe = c->id.exe,
+                            .app = req->app,
+                            .app_len = req->app_len};
+    ratelimit_report_declined_at(s->report, &who, cls, now);
     uint64_t ms = (retry_ns + 999999u) / 1000000u;
     reply_fields f = {.status = AMSI_PROTO_STATUS_THROTTLED,
                       .amsi_result = s->declined_result,
@@ -580,7 +589,7 @@ static bool handle_scan(worker *w, conn *c, const amsi_proto_request *req, int m
         ratelimit_class cls = req->type == AMSI_PROTO_NOTIFY ? RATELIMIT_NOTIFY : RATELIMIT_SCAN;
         uint64_t retry;
         if (!ratelimit_decide(s->limits, &c->rl, &c->rl_key, cls, start, &retry))
-            return decline(w, c, req, cls, retry);
+            return decline(w, c, req, cls, start, retry);
     }
     const uint8_t *content = req->content;
     uint64_t len = req->content_len;
@@ -1076,6 +1085,11 @@ int broker_server_create(const broker_config *cfg, engine_rules *rules, int list
         broker_server_destroy(s);
         return lrc;
     }
+    if ((lrc = ratelimit_report_create(&cfg->report, &cfg->ratelimit, &s->report, err, errlen)) !=
+        0) {
+        broker_server_destroy(s);
+        return lrc;
+    }
     s->declined_result = cfg->ratelimit.action == RATELIMIT_BLOCK
                              ? AMSI_PROTO_RESULT_BLOCKED_BY_ADMIN
                              : ENGINE_AMSI_NOT_DETECTED;
@@ -1167,6 +1181,9 @@ int broker_server_create(const broker_config *cfg, engine_rules *rules, int list
 
 int broker_server_start(broker_server *s)
 {
+    int rrc = ratelimit_report_start(s->report);
+    if (rrc != 0)
+        return rrc;
     for (unsigned i = 0; i < s->nworkers; i++) {
         int rc = pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
         if (rc != 0)
@@ -1231,6 +1248,11 @@ void broker_server_stats(broker_server *s, broker_stats *st)
                          .declined = LOAD(st_declined),
                          .exempt_requests = LOAD(st_exempt),
                          .generation = LOAD(generation)};
+    ratelimit_report_stats rs;
+    ratelimit_report_stats_get(s->report, &rs);
+    st->reports_sent = rs.sent;
+    st->reports_dropped = rs.dropped;
+    st->reports_pending = rs.pending;
     uint64_t *lat = malloc(LAT_SAMPLES * sizeof(uint64_t));
     size_t n = 0;
     for (unsigned i = 0; lat && i < LAT_SAMPLES; i++) {
@@ -1270,6 +1292,8 @@ void broker_server_stop(broker_server *s)
     for (unsigned i = 0; i < s->npool; i++)
         if (s->pool[i].started)
             pthread_join(s->pool[i].thread, NULL);
+    /* Nothing is declined any more: the pending window's reports go out now. */
+    ratelimit_report_stop(s->report);
     s->stopped = true;
 }
 
@@ -1297,6 +1321,7 @@ void broker_server_destroy(broker_server *s)
     engine_rules_unref(s->rules);
     broker_verdicts_destroy(s->verdicts);
     ratelimit_table_destroy(s->limits);
+    ratelimit_report_destroy(s->report);
     EVP_MD_free(s->sha256);
     pthread_mutex_destroy(&s->rules_lock);
     free(s);

@@ -1263,6 +1263,10 @@ static void *sender_main(void *arg)
     ratelimit_report *r = arg;
     uint64_t window_ns = (uint64_t)r->window_s * 1000000000u;
     uint64_t window_end = clock_ns(CLOCK_MONOTONIC) + window_ns;
+    /* Connect at once (a failure only starts the back-off): the collector's connection is there
+     * from the start, like the broker's other descriptors, and an unreachable collector shows
+     * in the counters before the first report. */
+    (void)ensure_connected(r, clock_ns(CLOCK_MONOTONIC) + (uint64_t)IO_TIMEOUT_MS * 1000000u, true);
 
     pthread_mutex_lock(&r->ctl);
     while (!r->stopping) {

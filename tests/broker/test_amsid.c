@@ -53,6 +53,8 @@
 
 #include "amsi.h"
 #include "amsi_protocol.h"
+#include "rsyslog_harness.h"
+#include "syslog_parse.h"
 
 #ifndef AMSI_SOURCE_DIR
 #error "AMSI_SOURCE_DIR must name the source tree"
@@ -769,7 +771,8 @@ typedef struct group_state {
     int broker_fds;
 } group_state;
 
-static group_state main_group, limits_group, restart_group, rules_group, rate_group, block_group;
+static group_state main_group, limits_group, restart_group, rules_group, rate_group, block_group,
+    report_group, window_group;
 static int fixture_failures;
 
 /* A group: a temporary directory and a daemon with the given extra settings. */
@@ -848,12 +851,14 @@ static int rules_group_setup(void **state)
  * copies of amsi_flood under a directory of their own, so that the broker sees executables that
  * are exempt (ci/), exempt only for another uid (uid/), and not exempt (plain/).
  */
-#define STR_(x)      #x
-#define STR(x)       STR_(x)
-#define RATE_MAX     200 /* scans per second per process */
-#define RATE_BURST   20
-#define NOTIFY_MAX   400
-#define NOTIFY_BURST 40
+#define STR_(x) #x
+#define STR(x)  STR_(x)
+/* Low rates: a loaded machine still sends ten times as many on schedule, and a client stalled for
+ * up to burst / max seconds catches up from its burst, so the accepted count stays exact. */
+#define RATE_MAX     50 /* scans per second per process */
+#define RATE_BURST   25
+#define NOTIFY_MAX   100
+#define NOTIFY_BURST 50
 
 static char flood_dir[64];
 static char flood_plain[128], flood_ci[128], flood_uid[128];
@@ -913,20 +918,27 @@ static void flood_remove(void)
     flood_dir[0] = '\0';
 }
 
-static int rate_group_setup(void **state)
+/* The exemption setting of the request-limit groups: ci/ is exempt for every user; uid/amsi_flood
+ * only for a uid that is not ours. */
+static const char *flood_exempt_setting(void)
 {
     static char exempt[512];
+    snprintf(exempt, sizeof(exempt), "ratelimit.exempt=%s/ci/, %s:%u", flood_dir, flood_uid,
+             (unsigned)getuid() + 1);
+    return exempt;
+}
+
+static int rate_group_setup(void **state)
+{
     if (!flood_prepare()) {
         fixture_failures++;
         return -1;
     }
-    /* ci/ is exempt for every user; uid/amsi_flood only for a uid that is not ours. */
-    snprintf(exempt, sizeof(exempt), "ratelimit.exempt=%s/ci/, %s:%u", flood_dir, flood_uid,
-             (unsigned)getuid() + 1);
-    static const char *const extra[] = {"ratelimit.max_requests=" STR(RATE_MAX),
-                                        "ratelimit.burst=" STR(RATE_BURST),
-                                        "ratelimit.notify_max_requests=" STR(NOTIFY_MAX),
-                                        "ratelimit.notify_burst=" STR(NOTIFY_BURST), exempt};
+    const char *exempt = flood_exempt_setting();
+    const char *const extra[] = {"ratelimit.max_requests=" STR(RATE_MAX),
+                                 "ratelimit.burst=" STR(RATE_BURST),
+                                 "ratelimit.notify_max_requests=" STR(NOTIFY_MAX),
+                                 "ratelimit.notify_burst=" STR(NOTIFY_BURST), exempt};
     return group_start(state, &rate_group, extra, 5, NULL);
 }
 
@@ -939,6 +951,50 @@ static int block_group_setup(void **state)
     static const char *const extra[] = {"ratelimit.max_requests=50", "ratelimit.burst=5",
                                         "ratelimit.action=block"};
     return group_start(state, &block_group, extra, 3, NULL);
+}
+
+/*
+ * The report groups: a private rsyslogd on loopback (tests/ratelimit/rsyslog_harness.h) as the
+ * administration server, and a broker reporting to it over TCP, with a window longer than any
+ * test (the report goes out when the broker stops) or of one second.
+ */
+static rsyslog_harness *collector;
+
+static int report_setup(void **state, group_state *g, const char *window)
+{
+    static char dest[2][64], win[2][32];
+    int i = g == &report_group ? 0 : 1;
+    if (!flood_prepare() || (collector == NULL && rsyslog_harness_create(&collector) != 0) ||
+        rsyslog_harness_start(collector) != 0) {
+        fprintf(stderr, "report tests: cannot start rsyslogd\n");
+        fixture_failures++;
+        return -1;
+    }
+    snprintf(dest[i], sizeof(dest[i]), "report.syslog=tcp://127.0.0.1:%u",
+             (unsigned)rsyslog_harness_tcp_port(collector));
+    snprintf(win[i], sizeof(win[i]), "report.window_s=%s", window);
+    const char *extra[] = {"ratelimit.max_requests=" STR(RATE_MAX),
+                           "ratelimit.burst=" STR(RATE_BURST), flood_exempt_setting(), dest[i],
+                           win[i]};
+    return group_start(state, g, extra, 5, NULL);
+}
+
+static int report_group_setup(void **state)
+{
+    return report_setup(state, &report_group, "3600");
+}
+
+static int window_group_setup(void **state)
+{
+    return report_setup(state, &window_group, "1");
+}
+
+static int report_group_stop(void **state)
+{
+    int rc = group_stop(state);
+    if (collector != NULL)
+        rsyslog_harness_stop(collector);
+    return rc;
 }
 
 /* The broker's descriptor count, once two readings 50 ms apart agree. */
@@ -2928,6 +2984,145 @@ static void test_ratelimit_block_action(void **state)
     assert_non_null(strstr(output, ": OK\n"));
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Declined-request reports to a real syslog collector.                                        */
+
+/* The collector's messages from one pid, parsed; returns how many (at most cap). */
+static size_t reports_of(pid_t pid, syslog_msg *out, size_t cap)
+{
+    char **lines = NULL;
+    size_t n = 0, found = 0;
+    assert_int_equal(rsyslog_harness_read_lines(collector, &lines, &n), 0);
+    char want[24];
+    snprintf(want, sizeof(want), "%ld", (long)pid);
+    for (size_t i = 0; i < n; i++) {
+        rsyslog_harness_line l;
+        if (rsyslog_harness_parse_line(lines[i], &l) != 0) {
+            fail_msg("collector line %zu has not the template's shape", i);
+        }
+        syslog_msg m;
+        memset(&m, 0, sizeof(m));
+        if (!syslog_parse_sd(l.sd, strlen(l.sd), &m))
+            fail_msg("structured data does not parse: %s", l.sd);
+        const char *p = syslog_param_get(&m, "pid");
+        if (p == NULL || strcmp(p, want) != 0)
+            continue;
+        /* Header: severity warning, facility daemon; app-name amsid; msgid declined. */
+        assert_int_equal(l.pri, 3 * 8 + 4);
+        assert_string_equal(l.app, "amsid");
+        assert_string_equal(l.msgid, "declined");
+        m.pri = l.pri;
+        if (found < cap)
+            out[found] = m;
+        found++;
+    }
+    rsyslog_harness_lines_free(lines, n);
+    return found;
+}
+
+/* Checks one report's fields against the process that was declined. */
+static void assert_report_names(const syslog_msg *m, const char *exe, const char *app)
+{
+    char uid[16];
+    snprintf(uid, sizeof(uid), "%u", (unsigned)getuid());
+    assert_string_equal(m->sd_id, "amsiDeclined@32473");
+    assert_string_equal(syslog_param_get(m, "uid"), uid);
+    assert_string_equal(syslog_param_get(m, "exe"), exe);
+    assert_string_equal(syslog_param_get(m, "app"), app);
+    assert_string_equal(syslog_param_get(m, "limit"),
+                        "scans " STR(RATE_MAX) " per 1000 ms, burst " STR(RATE_BURST));
+    uint64_t first, last;
+    assert_true(syslog_rfc3339_us(syslog_param_get(m, "first"), &first));
+    assert_true(syslog_rfc3339_us(syslog_param_get(m, "last"), &last));
+    assert_true(first <= last);
+    assert_string_equal(syslog_param_get(m, "notifications"), "0");
+    assert_string_equal(syslog_param_get(m, "count"), syslog_param_get(m, "scans"));
+}
+
+/*
+ * A process floods while an exempt and a polite one scan; nothing is sent during the window;
+ * when the broker stops, the pending window goes out: one message for the flooding process, with
+ * its verified identity, its declared name, the count its client saw declined and the limit.
+ */
+static void test_report_flushed_at_stop(void **state)
+{
+    group_state *g = *state;
+    char out[3][192];
+    const char *exe[3] = {flood_plain, flood_ci, flood_plain};
+    double rate[3] = {10 * RATE_MAX, 10 * RATE_MAX, RATE_MAX / 2};
+    pid_t pid[3];
+    for (int i = 0; i < 3; i++) {
+        snprintf(out[i], sizeof(out[i]), "%.63s/flood%d.out", g->b.dir, i);
+        pid[i] =
+            flood_start(exe[i], rate[i], 2, i == 0 ? "Flood \"app\" ]" : "other", false, out[i]);
+    }
+    flood_result r[3];
+    for (int i = 0; i < 3; i++)
+        assert_true(flood_finish(pid[i], out[i], &r[i]));
+    assert_true(r[0].declined > 0);
+    assert_int_equal(r[1].declined + r[2].declined, 0);
+    syslog_msg *m = calloc(4, sizeof(syslog_msg));
+    assert_non_null(m);
+    sleep_ms(300);
+    assert_int_equal(reports_of(pid[0], m, 4), 0); /* the window is an hour */
+
+    assert_true(broker_stop(&g->b));
+    assert_true(rsyslog_harness_wait_lines(collector, 1, 20000) >= 1);
+    assert_int_equal(reports_of(pid[0], m, 4), 1);
+    assert_report_names(&m[0], flood_plain, "Flood \"app\" ]");
+    char count[24];
+    snprintf(count, sizeof(count), "%llu", r[0].declined);
+    assert_string_equal(syslog_param_get(&m[0], "count"), count);
+    assert_int_equal(reports_of(pid[1], m, 4) + reports_of(pid[2], m, 4), 0);
+    free(m);
+    assert_true(broker_start(&g->b));
+}
+
+/*
+ * One-second windows across a collector restart: the process declined for 4 s gets a handful of
+ * messages (one per window, never one per request), and the counts of all of them add up to what
+ * its client saw declined, the ones sent while the collector was down included.
+ */
+static void test_report_windows_survive_restart(void **state)
+{
+    group_state *g = *state;
+    char out[192];
+    snprintf(out, sizeof(out), "%.63s/flood.out", g->b.dir);
+    pid_t pid = flood_start(flood_plain, 10 * RATE_MAX, 4, "windowed", false, out);
+    sleep_ms(1500);
+    assert_int_equal(rsyslog_harness_stop(collector), 0);
+    sleep_ms(1500);
+    assert_int_equal(rsyslog_harness_start(collector), 0);
+    flood_result r;
+    assert_true(flood_finish(pid, out, &r));
+    assert_true(r.declined > 0);
+    /* The last window ends a second after the flood; the backlog went out on reconnect. */
+    syslog_msg *m = calloc(16, sizeof(syslog_msg));
+    assert_non_null(m);
+    unsigned long long sum = 0;
+    size_t n = 0;
+    int64_t deadline = now_ms() + 20000;
+    while (now_ms() < deadline) {
+        n = reports_of(pid, m, 16);
+        sum = 0;
+        for (size_t i = 0; i < n && i < 16; i++)
+            sum += strtoull(syslog_param_get(&m[i], "count"), NULL, 10);
+        if (sum >= r.declined)
+            break;
+        sleep_ms(200);
+    }
+    fprintf(stderr, "reports: %zu messages for %llu declined requests (sum %llu)\n", n, r.declined,
+            sum);
+    assert_true(n >= 2 && n <= 8);
+    assert_int_equal(sum, r.declined);
+    for (size_t i = 0; i < n; i++)
+        assert_report_names(&m[i], flood_plain, "windowed");
+    uint64_t sent = 0;
+    assert_true(broker_stat(&g->b, "reports_sent", &sent));
+    assert_true(sent >= n);
+    free(m);
+}
+
 static void test_amsictl(void **state)
 {
     group_state *g = *state;
@@ -3481,6 +3676,12 @@ int main(void)
     const struct CMUnitTest block_tests[] = {
         T(test_ratelimit_block_action),
     };
+    const struct CMUnitTest report_tests[] = {
+        T(test_report_flushed_at_stop),
+    };
+    const struct CMUnitTest window_tests[] = {
+        T(test_report_windows_survive_restart),
+    };
 #undef T
     int failed = 0;
     failed += cmocka_run_group_tests_name("amsid", main_tests, main_group_setup, group_stop);
@@ -3494,6 +3695,11 @@ int main(void)
         cmocka_run_group_tests_name("amsid-ratelimit", rate_tests, rate_group_setup, group_stop);
     failed += cmocka_run_group_tests_name("amsid-ratelimit-block", block_tests, block_group_setup,
                                           group_stop);
+    failed += cmocka_run_group_tests_name("amsid-report", report_tests, report_group_setup,
+                                          report_group_stop);
+    failed += cmocka_run_group_tests_name("amsid-report-windows", window_tests, window_group_setup,
+                                          report_group_stop);
+    rsyslog_harness_destroy(collector);
     flood_remove();
     return failed + fixture_failures != 0;
 }

@@ -317,6 +317,10 @@ static void test_load_ratelimit(void **state)
     assert_contains(err, "unknown key");
     broker_config_cleanup(&cfg);
 
+    load_bad("[report]\nsyslog = ftp://collector\n", 2, err, sizeof(err));
+    assert_contains(err, "report.syslog");
+    load_bad("[report]\nwindow_s = 0\n", 2, err, sizeof(err));
+    assert_contains(err, "report.window_s");
     load_bad("[ratelimit]\nexempt = pwsh\n", 2, err, sizeof(err));
     assert_contains(err, "ratelimit.exempt");
     assert_contains(err, "absolute");
@@ -342,6 +346,12 @@ static void test_shipped_conf(void **state)
     assert_int_equal(cfg.ratelimit.action, def.ratelimit.action);
     assert_int_equal(cfg.ratelimit.table_size, def.ratelimit.table_size);
     assert_int_equal(cfg.ratelimit.enabled, def.ratelimit.enabled);
+    assert_null(cfg.report.syslog);
+    assert_int_equal(cfg.report.window_s, def.report.window_s);
+    assert_int_equal(cfg.report.severity, def.report.severity);
+    assert_int_equal(cfg.report.facility, def.report.facility);
+    assert_string_equal(cfg.report.sd_id, def.report.sd_id);
+    assert_int_equal(cfg.report.backlog, def.report.backlog);
     broker_config_cleanup(&def);
     broker_config_cleanup(&cfg);
 }

@@ -4,8 +4,8 @@
  * configures; this file routes keys and owns the few that are about files (rules, cache).
  *
  * Sections today: `broker` (broker_settings), `engine` (engine_config keys, plus `rules` and
- * `cache_dir`) and `ratelimit` (ratelimit_config). The trace and report sections arrive with
- * their modules; until then they are refused.
+ * `cache_dir`), `ratelimit` (ratelimit_config) and `report` (ratelimit_report_config). The trace
+ * section arrives with its module; until then it is refused.
  */
 #ifndef BROKER_CONFIG_H
 #define BROKER_CONFIG_H
@@ -15,6 +15,7 @@
 
 #include "engine/engine.h"
 #include "ratelimit/ratelimit.h"
+#include "ratelimit/report.h"
 
 /* Section `broker`. */
 typedef struct broker_settings {
@@ -36,8 +37,9 @@ typedef struct broker_settings {
 typedef struct broker_config {
     broker_settings broker;
     engine_config engine;
-    ratelimit_config ratelimit; /* section `ratelimit` */
-    char **rules;               /* rule files or directories; empty = the bundled default.yar */
+    ratelimit_config ratelimit;     /* section `ratelimit` */
+    ratelimit_report_config report; /* section `report` */
+    char **rules;                   /* rule files or directories; empty = the bundled default.yar */
     size_t nrules;
     char *cache_dir; /* serialized database cache; NULL = no cache */
 } broker_config;

@@ -35,6 +35,9 @@ typedef struct broker_stats {
     uint64_t cache_hits;      /* answered from the verdict cache */
     uint64_t declined;        /* THROTTLED: over the caller's request limit */
     uint64_t exempt_requests; /* scans and notifications from exempt callers */
+    uint64_t reports_sent;    /* declined-request reports handed to the collector */
+    uint64_t reports_dropped; /* reports lost (backlog full, collector unreachable) */
+    uint64_t reports_pending; /* reports waiting for the collector */
     uint64_t generation;      /* rule set generation, 1 at start */
     /* Scan latency (receive to reply) over the last 4096 requests. */
     uint64_t p50_ns, p90_ns, p99_ns, p999_ns, max_ns;
