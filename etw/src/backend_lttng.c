@@ -29,6 +29,11 @@ static void lttng_emit(etw__backend *b, etw_event ev, const etw_value *v)
     ((lttng *)b)->provider->emit(ev, v);
 }
 
+static bool lttng_wants(etw__backend *b, etw_event ev)
+{
+    return ((lttng *)b)->provider->enabled(ev) != 0;
+}
+
 static void lttng_destroy(etw__backend *b)
 {
     free(b);
@@ -67,7 +72,7 @@ int etw__lttng_create(const etw_config *cfg, etw__backend **out, char *err, size
     }
     const etw__lttng_provider *p = dlsym(h, ETW__LTTNG_SYMBOL);
     if (p == NULL || p->abi != ETW__LTTNG_ABI || p->nevents != ETW_NEVENTS ||
-        p->nfields != ETW__TOTAL_FIELDS) {
+        p->nfields != ETW__TOTAL_FIELDS || p->emit == NULL || p->enabled == NULL) {
         etw__seterr(err, errlen,
                     "trace.backend = lttng: the provider library does not match this amsid "
                     "(different schema or version)");
@@ -80,6 +85,7 @@ int etw__lttng_create(const etw_config *cfg, etw__backend **out, char *err, size
     }
     l->provider = p;
     l->base.kind = ETW_BACKEND_LTTNG;
+    l->base.wants = lttng_wants;
     l->base.emit = lttng_emit;
     l->base.destroy = lttng_destroy;
     *out = &l->base;

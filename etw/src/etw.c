@@ -265,6 +265,10 @@ static void after_fill(etw_event ev, etw_value *a, bool filtered)
         etw__running *r = enter(&slot);                                                            \
         if (r == NULL)                                                                             \
             return;                                                                                \
+        if (r->backend->wants != NULL && !r->backend->wants(r->backend, ETW_EV_##name)) {          \
+            leave(slot);                                                                           \
+            return;                                                                                \
+        }                                                                                          \
         etw__vals_##name vals;                                                                     \
         char hex[2 * ETW_HASH_BYTES + 1];                                                          \
         bool filtered = false;                                                                     \

@@ -45,6 +45,11 @@ typedef struct etw__backend etw__backend;
 /* A backend: a struct of function pointers and counters, created by its constructor. */
 struct etw__backend {
     etw_backend_kind kind;
+    /*
+     * Optional: false when the backend would drop event ev anyway (LTTng: no session enabled it),
+     * checked before the values are prepared. Thread-safe.
+     */
+    bool (*wants)(etw__backend *b, etw_event ev);
     /* Writes one event; v has etw_event_describe(ev)->nfields values. Thread-safe. */
     void (*emit)(etw__backend *b, etw_event ev, const etw_value *v);
     /* Flushes and frees the backend; no emit runs any more. */
@@ -85,6 +90,7 @@ typedef struct etw__lttng_provider {
     uint32_t nevents; /* ETW_NEVENTS it was built with */
     uint32_t nfields; /* fields of all events, a cheap check that the schemas agree */
     void (*emit)(etw_event ev, const etw_value *v);
+    int (*enabled)(etw_event ev); /* nonzero when a session enabled the tracepoint */
 } etw__lttng_provider;
 
 #define ETW__COUNT_FIELDS(name, level, kw, op, fields, doc) +ETW__N_##name

@@ -23,7 +23,22 @@ static void provider_emit(etw_event ev, const etw_value *v)
     }
 }
 
+/* Whether any session enabled the event's tracepoint: amsid skips preparing the values if not. */
+static int provider_enabled(etw_event ev)
+{
+    switch (ev) {
+#define ETW__TP_ENABLED(name, level, kw, op, fields, doc)                                          \
+    case ETW_EV_##name:                                                                            \
+        return lttng_ust_tracepoint_enabled(amsi_broker, name) ? 1 : 0;
+        ETW_EVENTS(ETW__TP_ENABLED)
+#undef ETW__TP_ENABLED
+    case ETW_NEVENTS:
+        break;
+    }
+    return 0;
+}
+
 /* The one symbol backend_lttng.c looks up. */
 extern const etw__lttng_provider etw_lttng_provider_v1;
 const etw__lttng_provider etw_lttng_provider_v1 = {ETW__LTTNG_ABI, ETW_NEVENTS, ETW__TOTAL_FIELDS,
-                                                   provider_emit};
+                                                   provider_emit, provider_enabled};
