@@ -192,7 +192,8 @@ typedef struct etw_stats {
 /* Fills *st (zeros when stopped). Thread-safe. */
 void etw_get_stats(etw_stats *st);
 
-/* Names for levels, keywords and backends ("info", "SCAN", "lttng"); "?" when unknown. */
+/* Names for levels, keywords and backends ("info", "SCAN", "lttng"); "?" when unknown. Can't
+ * fail; thread-safe; the strings are static. */
 const char *etw_level_name(uint8_t level);
 const char *etw_keyword_name(uint64_t keyword_bit);
 const char *etw_backend_name(etw_backend_kind backend);
@@ -232,7 +233,8 @@ const etw_event_info *etw_event_describe(etw_event ev);
 /* The event numbered by its name ("ScanDecision"), or -1. Can't fail; thread-safe. */
 int etw_event_lookup(const char *name);
 
-/* The schema type's name as the docs write it ("u64", "string", "sha256", "bytes"). */
+/* The schema type's name as the docs write it ("u64", "string", "sha256", "bytes"). Can't fail;
+ * thread-safe. */
 const char *etw_type_name(etw_type type);
 
 /*
@@ -242,7 +244,11 @@ const char *etw_type_name(etw_type type);
  */
 size_t etw_schema_markdown(char *buf, size_t len);
 
-/* --- Capture backend: events kept in memory, for tests. --- */
+/*
+ * --- Capture backend: events kept in memory, for tests. ---
+ * The etw_record_*() accessors read an immutable record: they can't fail and are thread-safe.
+ * r must be a record returned by etw_capture_at() and not yet freed; field may be NULL (no match).
+ */
 
 /* One captured event; read it with the accessors below. */
 typedef struct etw_record etw_record;
