@@ -12,6 +12,9 @@ packages=(
     zip bzip2 xz-utils cpio binutils p7zip-full gcab genisoimage libarchive-tools arj python3
     # a real syslog collector for the declined-request reports (started privately by the tests)
     rsyslog
+    # tracing: the LTTng provider and a real session daemon and reader for its tests; the Windows
+    # TraceLogging backend is cross-compiled with mingw-w64 as a compile-and-link check
+    lttng-tools liblttng-ust-dev babeltrace2 mingw-w64
 )
 
 missing=()

@@ -43,9 +43,17 @@ typedef struct daemon_state {
     broker_server *server;
     int control_fd;
     bool running;
+    const char *stop_reason; /* for BrokerStop */
 } daemon_state;
 
 static void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static uint64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 static void log_msg(const char *fmt, ...)
 {
@@ -114,7 +122,15 @@ static int reload(daemon_state *d, char *msg, size_t cap)
         return -1;
     }
     engine_rules *rules = compile_rules(&cfg);
+    /* Trace filters follow the file at once; another backend needs a restart. */
+    if (cfg.trace.backend == d->cfg.trace.backend)
+        etw_set_filter(cfg.trace.level, cfg.trace.keywords);
     broker_config_cleanup(&cfg);
+    ETW_EMIT(ConfigReload, .ok = rules != NULL,
+             .rules = rules ? (uint32_t)engine_rules_count(rules) : 0,
+             .compile_ms = rules ? (uint32_t)engine_rules_compile_ms(rules) : 0,
+             .cached = rules && engine_rules_from_cache(rules),
+             .error = rules ? "" : "rule error (see the log)");
     if (rules == NULL) {
         snprintf(msg, cap, "error: reload failed: rule error (see the log); the old rules stay");
         return -1;
@@ -272,6 +288,7 @@ static void control_serve(daemon_state *d, int fd)
     else if (strcmp(cmd, "shutdown") == 0) {
         snprintf(out, sizeof(out), "stopping");
         d->running = false;
+        d->stop_reason = "control";
     } else
         snprintf(out, sizeof(out),
                  "error: unknown command '%s' (ping, stats [--json], reload, "
@@ -387,6 +404,8 @@ int main(int argc, char **argv)
         return 1;
     }
     int status = 1;
+    uint64_t started_ms = 0;
+    broker_stats final_stats = {0};
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGHUP);
@@ -402,6 +421,10 @@ int main(int argc, char **argv)
         goto out;
     make_parent_dir(d.cfg.broker.socket);
     make_parent_dir(d.cfg.broker.control_socket);
+    if (etw_start(&d.cfg.trace, err, sizeof(err)) != 0) {
+        log_msg("trace: %s", err);
+        goto out;
+    }
     if (broker_server_create(&d.cfg, rules, systemd_socket(), &d.server, err, sizeof(err)) != 0) {
         log_msg("%s", err);
         goto out;
@@ -413,6 +436,16 @@ int main(int argc, char **argv)
     d.control_fd = control_listen(&d.cfg);
     log_msg("serving on %s (control %s)", d.cfg.broker.socket,
             d.control_fd >= 0 ? d.cfg.broker.control_socket : "off");
+    started_ms = monotonic_ms();
+    {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        ETW_EMIT(BrokerStart, .pid = (uint32_t)getpid(), .version = AMSI_VERSION,
+                 .config = d.config_path ? d.config_path : "",
+                 .workers = d.cfg.broker.threads ? d.cfg.broker.threads
+                                                 : (uint32_t)(cores > 0 ? cores : 1),
+                 .rules = (uint32_t)engine_rules_count(rules),
+                 .backend = etw_backend_name(etw_backend()));
+    }
     if (ready_fd >= 0) {
         char ok = 0;
         (void)!write(ready_fd, &ok, 1);
@@ -433,6 +466,7 @@ int main(int argc, char **argv)
                     reload(&d, msg, sizeof(msg));
                 } else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
                     d.running = false;
+                    d.stop_reason = si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT";
                 }
             }
         }
@@ -444,6 +478,7 @@ int main(int argc, char **argv)
     }
     log_msg("stopping: finishing requests in flight");
     broker_server_stop(d.server);
+    broker_server_stats(d.server, &final_stats);
     status = 0;
 out:
     if (ready_fd >= 0)
@@ -452,10 +487,15 @@ out:
         close(d.control_fd);
         unlink(d.cfg.broker.control_socket);
     }
-    broker_server_destroy(d.server);
+    broker_server_destroy(d.server); /* closes the connections: their last events */
+    if (status == 0)
+        ETW_EMIT(BrokerStop, .pid = (uint32_t)getpid(),
+                 .reason = d.stop_reason ? d.stop_reason : "SIGTERM",
+                 .uptime_ms = monotonic_ms() - started_ms, .requests = final_stats.requests);
     engine_rules_unref(rules);
     if (sfd >= 0)
         close(sfd);
+    etw_stop();
     broker_config_cleanup(&d.cfg);
     free(d.sets);
     if (status == 0)

@@ -120,6 +120,7 @@ int broker_config_init(broker_config *cfg)
     memset(cfg, 0, sizeof(*cfg));
     engine_config_init(&cfg->engine);
     ratelimit_config_init(&cfg->ratelimit);
+    etw_config_init(&cfg->trace);
     if (ratelimit_report_config_init(&cfg->report) != 0) {
         broker_config_cleanup(cfg);
         return ENGINE_ENOMEM;
@@ -147,6 +148,7 @@ void broker_config_cleanup(broker_config *cfg)
     free(cfg->broker.control_group);
     ratelimit_config_cleanup(&cfg->ratelimit);
     ratelimit_report_config_cleanup(&cfg->report);
+    etw_config_cleanup(&cfg->trace);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -235,6 +237,9 @@ int broker_config_set_key(broker_config *cfg, const char *section, const char *k
     if (strcmp(section, "ratelimit") == 0)
         return module_key("ratelimit", key,
                           ratelimit_config_set(&cfg->ratelimit, key, value, err, errlen), err,
+                          errlen);
+    if (strcmp(section, "trace") == 0)
+        return module_key("trace", key, etw_config_set(&cfg->trace, key, value, err, errlen), err,
                           errlen);
     if (strcmp(section, "report") == 0)
         return module_key("report", key,

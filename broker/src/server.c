@@ -20,6 +20,7 @@
 #include "broker/server.h"
 
 #include "amsi_protocol.h"
+#include "etw/etw.h"
 #include "ratelimit/ratelimit.h"
 #include "ratelimit/report.h"
 #include "identity.h"
@@ -54,6 +55,7 @@ typedef struct session {
     uint64_t id;
     engine_stream *stream;
     uint64_t bytes;
+    uint64_t scans;
     uint64_t last_used_ms;
 } session;
 
@@ -65,7 +67,10 @@ typedef struct pending_reply {
 
 typedef struct conn {
     int fd;
-    atomic_int refs;  /* the owner thread's, plus one per pool job and handed-back reply */
+    uint64_t conn_id;         /* for trace events: unique for the broker's lifetime */
+    uint64_t requests;        /* frames read */
+    const char *close_reason; /* for ClientDisconnect: set by whoever decides to close */
+    atomic_int refs;          /* the owner thread's, plus one per pool job and handed-back reply */
     atomic_bool dead; /* closed by its owner; the fd stays open (shut down) until refs drop */
     struct worker *owner;
     broker_identity id;
@@ -108,17 +113,33 @@ typedef struct done_reply {
     uint8_t frame[];
 } done_reply;
 
+/*
+ * A request as it was received, for its reply and its trace events. Every frame the broker reads
+ * gets a scan id at once and ends in exactly one ScanDecision (DESIGN.md §7), emitted by the only
+ * functions that answer: answer() on the connection's thread, pool_answer() on the pool.
+ */
+typedef struct request_info {
+    uint64_t scan_id;
+    uint64_t request_id;
+    uint64_t session_id;
+    uint64_t start_ns; /* when it was read */
+    uint64_t content_len;
+    const char *kind; /* buffer, string, notify, session_open, session_close, ping, malformed */
+    const char *app;  /* declared application name, not NUL-terminated */
+    uint32_t app_len;
+    const char *name; /* content name, not NUL-terminated */
+    uint32_t name_len;
+} request_info;
+
 /* A large scan handed to the pool. */
 typedef struct pool_job {
     conn *c;
-    uint64_t request_id;
-    uint64_t start_ns;
-    uint16_t type;
+    request_info ri; /* app and name point into strings */
     unsigned hints;
     const uint8_t *content;
     uint64_t len;
-    bool mapped; /* content is a memfd mapping, else a malloc'd copy */
-    char name[];
+    bool mapped;    /* content is a memfd mapping, else a malloc'd copy */
+    char strings[]; /* the content name (NUL-terminated), then the app name */
 } pool_job;
 
 typedef struct pool_thread {
@@ -155,6 +176,7 @@ struct broker_server {
     atomic_bool stopping;
     bool stopped;
     atomic_uint_fast64_t next_scan_id;
+    atomic_uint_fast64_t next_conn_id;
     /* statistics */
     atomic_uint_fast64_t st_connections, st_open, st_requests, st_scans, st_notify, st_detected,
         st_clean, st_limits, st_bad, st_too_large, st_busy, st_engine_errors, st_sessions,
@@ -264,18 +286,26 @@ typedef struct reply_fields {
     const char *rule;
     const char *object;
     const char *reason;
+    /* For the ScanDecision only. */
+    bool scanned;           /* the content got a verdict from the engine or the cache */
+    bool cached;            /* from the verdict cache */
+    bool throttled;         /* declined by the rate limit */
+    const uint8_t *hash;    /* SHA-256 of the content, when the cache computed it; else NULL */
+    const uint8_t *content; /* the content, when there was any */
+    size_t content_len;
+    int engine_error; /* the engine's code when status is ENGINE_ERROR */
 } reply_fields;
 
 /*
  * Encodes a reply frame (AMSI_PROTO_MAX_REPLY bytes of room) and counts it. Returns false when
  * it cannot be encoded, which only a bug could cause.
  */
-static bool encode_reply(broker_server *s, uint64_t request_id, uint64_t scan_id,
-                         const reply_fields *f, uint8_t *frame, size_t *len)
+static bool encode_reply(broker_server *s, const request_info *ri, const reply_fields *f,
+                         uint8_t *frame, size_t *len)
 {
-    amsi_proto_reply rep = {.request_id = request_id,
+    amsi_proto_reply rep = {.request_id = ri->request_id,
                             .session_id = f->session_id,
-                            .scan_id = scan_id,
+                            .scan_id = ri->scan_id,
                             .status = f->status,
                             .amsi_result = f->amsi_result,
                             .retry_after_ms = f->retry_after_ms,
@@ -291,23 +321,99 @@ static bool encode_reply(broker_server *s, uint64_t request_id, uint64_t scan_id
     return true;
 }
 
-static bool reply(worker *w, conn *c, uint64_t request_id, uint64_t scan_id, const reply_fields *f)
+/* Copies a counted string of the frame into buf (cap bytes), NUL-terminated. */
+static const char *terminated(const char *p, uint32_t len, char *buf, size_t cap)
+{
+    size_t n = len < cap - 1 ? len : cap - 1;
+    if (n)
+        memcpy(buf, p, n);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* ScanRequest: a frame was read (verbose; only when enabled). */
+static void trace_request(const conn *c, const request_info *ri)
+{
+    if (!etw_enabled(ScanRequest))
+        return;
+    char app[AMSI_PROTO_MAX_APP + 1], name[AMSI_PROTO_MAX_NAME + 1];
+    etw_ScanRequest ev = {.scan_id = ri->scan_id,
+                          .session = ri->session_id,
+                          .conn_id = c->conn_id,
+                          .pid = (uint32_t)c->id.pid,
+                          .uid = (uint32_t)c->id.uid,
+                          .appname = terminated(ri->app, ri->app_len, app, sizeof(app)),
+                          .contentname = terminated(ri->name, ri->name_len, name, sizeof(name)),
+                          .contentsize = ri->content_len,
+                          .kind = ri->kind};
+    etw_emit_ScanRequest(&ev);
+}
+
+/*
+ * ScanDecision: how a request ended (DESIGN.md §7). status names the outcome when it is not the
+ * reply's status (CLIENT_GONE: the reply could not reach the client; DROPPED: the frame was read
+ * while its connection was being closed, and never answered). Only answer(), pool_answer() and
+ * conn_close() call it.
+ */
+static void trace_decision(broker_server *s, const conn *c, const request_info *ri,
+                           const reply_fields *f, const char *status)
+{
+    if (!etw_enabled(ScanDecision))
+        return;
+    char app[AMSI_PROTO_MAX_APP + 1], name[AMSI_PROTO_MAX_NAME + 1];
+    uint8_t digest[32];
+    const uint8_t *hash = f->hash;
+    if (hash == NULL && f->content != NULL &&
+        EVP_Digest(f->content, f->content_len, digest, NULL, s->sha256, NULL) == 1)
+        hash = digest;
+    etw_ScanDecision ev = {.scan_id = ri->scan_id,
+                           .session = f->session_id ? f->session_id : ri->session_id,
+                           .scanStatus = f->scanned,
+                           .scanResult = f->amsi_result,
+                           .appname = terminated(ri->app, ri->app_len, app, sizeof(app)),
+                           .contentname = terminated(ri->name, ri->name_len, name, sizeof(name)),
+                           .contentsize = ri->content_len,
+                           .originalsize = ri->content_len,
+                           .hash = hash,
+                           .pid = (uint32_t)c->id.pid,
+                           .uid = (uint32_t)c->id.uid,
+                           .exe = c->id.exe,
+                           .rule = f->rule,
+                           .object = f->object,
+                           .reason = f->reason,
+                           .status = status ? status : amsi_proto_status_name(f->status),
+                           .latency_ns = now_ns() - ri->start_ns,
+                           .cached = f->cached,
+                           .throttled = f->throttled,
+                           .exempt = c->exempt,
+                           .content = f->content,
+                           .content_len = f->content ? f->content_len : 0};
+    etw_emit_ScanDecision(&ev);
+}
+
+/*
+ * The one way a request is answered on its connection's thread: encodes the reply, sends it (or
+ * keeps it for when the socket drains), and emits the request's ScanDecision. Returns false when
+ * the connection must be closed.
+ */
+static bool answer(worker *w, conn *c, const request_info *ri, const reply_fields *f)
 {
     uint8_t frame[AMSI_PROTO_MAX_REPLY];
     size_t len;
-    return encode_reply(w->server, request_id, scan_id, f, frame, &len) &&
-           send_frame(w, c, frame, len);
+    bool encoded = encode_reply(w->server, ri, f, frame, &len);
+    bool ok = encoded && send_frame(w, c, frame, len);
+    trace_decision(w->server, c, ri, f, ok || !encoded ? NULL : "CLIENT_GONE");
+    return ok;
 }
 
 /* A reply that is only a status. */
-static bool reply_status(worker *w, conn *c, uint64_t request_id, uint32_t status,
+static bool reply_status(worker *w, conn *c, const request_info *ri, uint32_t status,
                          const char *reason)
 {
     reply_fields f = {.status = status,
                       .amsi_result = ENGINE_AMSI_NOT_DETECTED,
                       .reason = reason ? reason : amsi_proto_status_message(status)};
-    uint64_t scan_id = atomic_fetch_add_explicit(&w->server->next_scan_id, 1, memory_order_relaxed);
-    return reply(w, c, request_id, scan_id, &f);
+    return answer(w, c, ri, &f);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -323,6 +429,9 @@ static session *session_find(conn *c, uint64_t id)
 
 static void session_drop(worker *w, conn *c, unsigned i)
 {
+    ETW_EMIT(SessionClose, .conn_id = c->conn_id, .session = c->sessions[i].id,
+             .pid = (uint32_t)c->id.pid, .scans = c->sessions[i].scans,
+             .bytes = c->sessions[i].bytes);
     engine_stream_close(c->sessions[i].stream, NULL, NULL);
     c->sessions[i] = c->sessions[--c->nsessions];
     atomic_fetch_sub_explicit(&w->server->st_sessions, 1, memory_order_relaxed);
@@ -340,47 +449,49 @@ static void sessions_expire(worker *w, conn *c, uint64_t now_ms)
     }
 }
 
-static bool handle_session_open(worker *w, conn *c, const amsi_proto_request *req)
+static bool handle_session_open(worker *w, conn *c, const request_info *ri)
 {
     broker_server *s = w->server;
     uint64_t now_ms = now_ns() / 1000000u;
     sessions_expire(w, c, now_ms);
     if (c->nsessions >= s->settings.sessions_per_conn)
-        return reply_status(w, c, req->request_id, AMSI_PROTO_STATUS_BUSY,
+        return reply_status(w, c, ri, AMSI_PROTO_STATUS_BUSY,
                             "too many sessions on this connection");
     session *ns = realloc(c->sessions, (c->nsessions + 1) * sizeof(*ns));
     if (ns == NULL)
-        return reply_status(w, c, req->request_id, AMSI_PROTO_STATUS_ENGINE_ERROR, "out of memory");
+        return reply_status(w, c, ri, AMSI_PROTO_STATUS_ENGINE_ERROR, "out of memory");
     c->sessions = ns;
     engine_stream *st = NULL;
     refresh_rules(s, &w->rules, &w->generation);
     if (engine_stream_open(w->rules, "session", &st) != 0)
-        return reply_status(w, c, req->request_id, AMSI_PROTO_STATUS_ENGINE_ERROR,
+        return reply_status(w, c, ri, AMSI_PROTO_STATUS_ENGINE_ERROR,
                             "cannot open a session stream");
     session *se = &c->sessions[c->nsessions++];
     *se = (session){.id = ++c->next_session, .stream = st, .last_used_ms = now_ms};
     count(&s->st_sessions);
+    if (etw_enabled(SessionOpen)) {
+        char app[AMSI_PROTO_MAX_APP + 1];
+        ETW_EMIT(SessionOpen, .conn_id = c->conn_id, .session = se->id, .pid = (uint32_t)c->id.pid,
+                 .appname = terminated(ri->app, ri->app_len, app, sizeof(app)));
+    }
     reply_fields f = {.status = AMSI_PROTO_STATUS_OK,
                       .amsi_result = ENGINE_AMSI_NOT_DETECTED,
                       .session_id = se->id};
-    return reply(w, c, req->request_id,
-                 atomic_fetch_add_explicit(&s->next_scan_id, 1, memory_order_relaxed), &f);
+    return answer(w, c, ri, &f);
 }
 
-static bool handle_session_close(worker *w, conn *c, const amsi_proto_request *req)
+static bool handle_session_close(worker *w, conn *c, const request_info *ri)
 {
     for (unsigned i = 0; i < c->nsessions; i++) {
-        if (c->sessions[i].id == req->session_id) {
+        if (c->sessions[i].id == ri->session_id) {
             session_drop(w, c, i);
             reply_fields f = {.status = AMSI_PROTO_STATUS_OK,
                               .amsi_result = ENGINE_AMSI_NOT_DETECTED,
-                              .session_id = req->session_id};
-            return reply(
-                w, c, req->request_id,
-                atomic_fetch_add_explicit(&w->server->next_scan_id, 1, memory_order_relaxed), &f);
+                              .session_id = ri->session_id};
+            return answer(w, c, ri, &f);
         }
     }
-    return reply_status(w, c, req->request_id, AMSI_PROTO_STATUS_NO_SESSION, NULL);
+    return reply_status(w, c, ri, AMSI_PROTO_STATUS_NO_SESSION, NULL);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -441,19 +552,25 @@ typedef struct scan_env {
  */
 static int scan_content(broker_server *s, const scan_env *env, const uint8_t *content, size_t len,
                         const char *name, unsigned hints, reply_fields *f, engine_result *res,
-                        broker_verdict *hit)
+                        broker_verdict *hit, uint8_t key[32])
 {
-    *f = (reply_fields){.status = AMSI_PROTO_STATUS_OK, .amsi_result = ENGINE_AMSI_NOT_DETECTED};
-    uint8_t key[32];
+    *f = (reply_fields){.status = AMSI_PROTO_STATUS_OK,
+                        .amsi_result = ENGINE_AMSI_NOT_DETECTED,
+                        .content = content,
+                        .content_len = len};
     unsigned key_len = 0;
-    /* The hints change how content is read, so they are part of the key. */
-    uint8_t tag = (uint8_t)hints;
+    /* The key is the content's SHA-256 (also the `hash` of its ScanDecision); the hints change
+     * how content is read, so they go with the generation. */
+    uint64_t generation = env->generation << 8 | (uint8_t)hints;
     bool keyed = s->verdicts != NULL && EVP_DigestInit_ex2(env->digest, s->sha256, NULL) == 1 &&
-                 EVP_DigestUpdate(env->digest, &tag, 1) == 1 &&
                  EVP_DigestUpdate(env->digest, content, len) == 1 &&
                  EVP_DigestFinal_ex(env->digest, key, &key_len) == 1 && key_len == 32;
-    if (keyed && broker_verdicts_get(s->verdicts, key, env->generation, hit)) {
+    if (keyed)
+        f->hash = key;
+    if (keyed && broker_verdicts_get(s->verdicts, key, generation, hit)) {
         count(&s->st_cache_hits);
+        f->scanned = true;
+        f->cached = true;
         f->amsi_result = hit->amsi_result;
         f->rule = hit->rule[0] ? hit->rule : NULL;
         if (f->rule) {
@@ -470,10 +587,12 @@ static int scan_content(broker_server *s, const scan_env *env, const uint8_t *co
     if (rc != 0) {
         f->status = AMSI_PROTO_STATUS_ENGINE_ERROR;
         f->reason = engine_strerror(rc);
+        f->engine_error = rc;
         count(&s->st_engine_errors);
         return rc;
     }
     f->amsi_result = (uint32_t)res->amsi_result;
+    f->scanned = true;
     if (res->verdict == ENGINE_VERDICT_DETECTED) {
         f->rule = res->matches[0].rule;
         f->object = res->object;
@@ -488,20 +607,59 @@ static int scan_content(broker_server *s, const scan_env *env, const uint8_t *co
         snprintf(v.rule, sizeof(v.rule), "%s", f->rule ? f->rule : "");
         const char *below = f->object ? strchr(f->object, '>') : NULL;
         snprintf(v.object, sizeof(v.object), "%s", below ? below : "");
-        broker_verdicts_put(s->verdicts, key, env->generation, &v);
+        broker_verdicts_put(s->verdicts, key, generation, &v);
     }
     return 0;
 }
 
-/* Counts a scan's outcome. */
-static void count_outcome(broker_server *s, const reply_fields *f)
+/* The configured maximum a limit reason names ("Limits.Exceeded.MaxFiles"), or 0. */
+static uint64_t limit_max(const engine_config *e, const char *reason)
 {
-    if (f->amsi_result == ENGINE_AMSI_DETECTED)
+    static const struct {
+        const char *name;
+        size_t offset;
+        bool u64;
+    } limits[] = {
+        {"Limits.Exceeded.MaxRecursion", offsetof(engine_config, max_recursion), false},
+        {"Limits.Exceeded.MaxFiles", offsetof(engine_config, max_files), false},
+        {"Limits.Exceeded.MaxScanSize", offsetof(engine_config, max_scan_size), true},
+        {"Limits.Exceeded.MaxRatio", offsetof(engine_config, max_ratio), false},
+        {"Limits.Exceeded.MaxScanTime", offsetof(engine_config, max_scan_time_ms), false},
+        {"Limits.Exceeded.MaxCompoundSize", offsetof(engine_config, max_compound_size), true},
+    };
+    for (size_t i = 0; reason && i < sizeof(limits) / sizeof(limits[0]); i++) {
+        if (strcmp(reason, limits[i].name) != 0)
+            continue;
+        const char *p = (const char *)e + limits[i].offset;
+        if (limits[i].u64) {
+            uint64_t v;
+            memcpy(&v, p, sizeof(v));
+            return v;
+        }
+        unsigned v;
+        memcpy(&v, p, sizeof(v));
+        return v;
+    }
+    return 0;
+}
+
+/* Counts a scan's outcome, and traces the limits and engine errors among them. */
+static void count_outcome(broker_server *s, const conn *c, const request_info *ri,
+                          const reply_fields *f, const engine_result *res)
+{
+    if (f->amsi_result == ENGINE_AMSI_DETECTED) {
         count(&s->st_detected);
-    else if (f->status == AMSI_PROTO_STATUS_LIMIT)
+    } else if (f->status == AMSI_PROTO_STATUS_LIMIT) {
         count(&s->st_limits);
-    else if (f->status == AMSI_PROTO_STATUS_OK)
+        ETW_EMIT(LimitExceeded, .scan_id = ri->scan_id, .pid = (uint32_t)c->id.pid,
+                 .limit = f->reason, .object = res->object,
+                 .max = limit_max(&s->engine, f->reason));
+    } else if (f->status == AMSI_PROTO_STATUS_OK) {
         count(&s->st_clean);
+    } else if (f->status == AMSI_PROTO_STATUS_ENGINE_ERROR) {
+        ETW_EMIT(EngineError, .scan_id = ri->scan_id, .pid = (uint32_t)c->id.pid,
+                 .error = f->engine_error, .message = f->reason, .object = res->object);
+    }
 }
 
 /*
@@ -509,11 +667,11 @@ static void count_outcome(broker_server *s, const reply_fields *f)
  * this thread). The job owns a copy of inline content, or the memfd mapping. Returns false when
  * the connection must be closed; answers BUSY at once when the queue is full.
  */
-static bool enqueue_scan(worker *w, conn *c, const amsi_proto_request *req, const uint8_t *content,
-                         bool mapped, unsigned hints, uint64_t start)
+static bool enqueue_scan(worker *w, conn *c, const amsi_proto_request *req, const request_info *ri,
+                         const uint8_t *content, bool mapped, unsigned hints)
 {
     broker_server *s = w->server;
-    pool_job *job = malloc(sizeof(*job) + req->name_len + 1);
+    pool_job *job = malloc(sizeof(*job) + req->name_len + 1 + req->app_len);
     uint8_t *copy = NULL;
     if (job != NULL && !mapped && req->content_len > 0 &&
         (copy = malloc((size_t)req->content_len)) == NULL) {
@@ -523,20 +681,21 @@ static bool enqueue_scan(worker *w, conn *c, const amsi_proto_request *req, cons
     if (job == NULL) {
         if (mapped)
             munmap((void *)(uintptr_t)content, (size_t)req->content_len);
-        return reply_status(w, c, req->request_id, AMSI_PROTO_STATUS_ENGINE_ERROR, "out of memory");
+        return reply_status(w, c, ri, AMSI_PROTO_STATUS_ENGINE_ERROR, "out of memory");
     }
     if (copy)
         memcpy(copy, content, (size_t)req->content_len);
     *job = (pool_job){.c = c,
-                      .request_id = req->request_id,
-                      .start_ns = start,
-                      .type = req->type,
+                      .ri = *ri,
                       .hints = hints,
                       .content = copy ? copy : content,
                       .len = req->content_len,
                       .mapped = mapped};
-    memcpy(job->name, req->name, req->name_len);
-    job->name[req->name_len] = '\0';
+    memcpy(job->strings, req->name, req->name_len);
+    job->strings[req->name_len] = '\0';
+    memcpy(job->strings + req->name_len + 1, req->app, req->app_len);
+    job->ri.name = job->strings;
+    job->ri.app = job->strings + req->name_len + 1;
     atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
     if (broker_ring_try_push(&s->ring, job) == 0)
         return true;
@@ -546,7 +705,10 @@ static bool enqueue_scan(worker *w, conn *c, const amsi_proto_request *req, cons
     free(copy);
     free(job);
     count(&s->st_busy);
-    return reply_status(w, c, req->request_id, AMSI_PROTO_STATUS_BUSY, NULL);
+    ETW_EMIT(QueueFull, .scan_id = ri->scan_id, .pid = (uint32_t)c->id.pid,
+             .depth = s->settings.queue_depth, .capacity = s->settings.queue_depth,
+             .contentsize = ri->content_len);
+    return reply_status(w, c, ri, AMSI_PROTO_STATUS_BUSY, NULL);
 }
 
 /*
@@ -554,8 +716,8 @@ static bool enqueue_scan(worker *w, conn *c, const amsi_proto_request *req, cons
  * and the configured result, no engine call, one send. Returns false when the connection must be
  * closed.
  */
-static bool decline(worker *w, conn *c, const amsi_proto_request *req, ratelimit_class cls,
-                    uint64_t now, uint64_t retry_ns)
+static bool decline(worker *w, conn *c, const request_info *ri, ratelimit_class cls,
+                    uint64_t retry_ns)
 {
     broker_server *s = w->server;
     count(&s->st_declined);
@@ -563,25 +725,34 @@ static bool decline(worker *w, conn *c, const amsi_proto_request *req, ratelimit
                             .uid = c->id.uid,
                             .start_time = c->id.start_time,
                             .exe = c->id.exe,
-                            .app = req->app,
-                            .app_len = req->app_len};
-    ratelimit_report_declined_at(s->report, &who, cls, now);
+                            .app = ri->app,
+                            .app_len = ri->app_len};
+    ratelimit_report_declined_at(s->report, &who, cls, ri->start_ns);
+    if (etw_enabled(RequestDeclined)) {
+        char app[AMSI_PROTO_MAX_APP + 1];
+        ETW_EMIT(RequestDeclined, .scan_id = ri->scan_id, .pid = (uint32_t)c->id.pid,
+                 .uid = (uint32_t)c->id.uid, .exe = c->id.exe,
+                 .appname = terminated(ri->app, ri->app_len, app, sizeof(app)),
+                 .class = cls == RATELIMIT_NOTIFY ? "notify" : "scan", .retry_after_ns = retry_ns,
+                 .action = s->declined_result == ENGINE_AMSI_NOT_DETECTED ? "allow" : "block");
+    }
     uint64_t ms = (retry_ns + 999999u) / 1000000u;
     reply_fields f = {.status = AMSI_PROTO_STATUS_THROTTLED,
                       .amsi_result = s->declined_result,
-                      .session_id = req->session_id,
+                      .session_id = ri->session_id,
+                      .throttled = true,
                       .retry_after_ms = (uint32_t)(ms > UINT32_MAX ? UINT32_MAX
                                                    : ms            ? ms
                                                                    : 1),
                       .reason = s->declined_reason[cls]};
-    uint64_t scan_id = atomic_fetch_add_explicit(&s->next_scan_id, 1, memory_order_relaxed);
-    return reply(w, c, req->request_id, scan_id, &f);
+    return answer(w, c, ri, &f);
 }
 
-static bool handle_scan(worker *w, conn *c, const amsi_proto_request *req, int memfd)
+static bool handle_scan(worker *w, conn *c, const amsi_proto_request *req, const request_info *ri,
+                        int memfd)
 {
     broker_server *s = w->server;
-    uint64_t start = now_ns();
+    uint64_t start = ri->start_ns;
     /* The limit comes first: a declined request costs no mapping, no lookup, no scan. */
     if (c->exempt) {
         count(&s->st_exempt);
@@ -589,19 +760,19 @@ static bool handle_scan(worker *w, conn *c, const amsi_proto_request *req, int m
         ratelimit_class cls = req->type == AMSI_PROTO_NOTIFY ? RATELIMIT_NOTIFY : RATELIMIT_SCAN;
         uint64_t retry;
         if (!ratelimit_decide(s->limits, &c->rl, &c->rl_key, cls, start, &retry))
-            return decline(w, c, req, cls, start, retry);
+            return decline(w, c, ri, cls, retry);
     }
     const uint8_t *content = req->content;
     uint64_t len = req->content_len;
     bool mapped = false;
     if (req->flags & AMSI_PROTO_F_MEMFD) {
         if (memfd < 0)
-            return reply_status(w, c, req->request_id, AMSI_PROTO_STATUS_BAD_REQUEST,
+            return reply_status(w, c, ri, AMSI_PROTO_STATUS_BAD_REQUEST,
                                 "memfd flag without a descriptor");
         uint32_t st = map_memfd(s, memfd, len, &content);
         if (st != AMSI_PROTO_STATUS_OK) {
             count(st == AMSI_PROTO_STATUS_TOO_LARGE ? &s->st_too_large : &s->st_bad);
-            return reply_status(w, c, req->request_id, st, NULL);
+            return reply_status(w, c, ri, st, NULL);
         }
         mapped = len > 0;
     }
@@ -609,13 +780,13 @@ static bool handle_scan(worker *w, conn *c, const amsi_proto_request *req, int m
     if (req->session_id != 0 && (se = session_find(c, req->session_id)) == NULL) {
         if (mapped)
             munmap((void *)(uintptr_t)content, (size_t)len);
-        return reply_status(w, c, req->request_id, AMSI_PROTO_STATUS_NO_SESSION, NULL);
+        return reply_status(w, c, ri, AMSI_PROTO_STATUS_NO_SESSION, NULL);
     }
     count(req->type == AMSI_PROTO_NOTIFY ? &s->st_notify : &s->st_scans);
     unsigned hints = (req->flags & AMSI_PROTO_F_UTF16) ? ENGINE_HINT_UTF16LE : 0;
     /* Session scans stay here: the session's stream belongs to this connection's thread. */
     if (se == NULL && s->npool > 0 && (mapped || len >= s->settings.pool_min))
-        return enqueue_scan(w, c, req, content, mapped, hints, start);
+        return enqueue_scan(w, c, req, ri, content, mapped, hints);
     refresh_rules(s, &w->rules, &w->generation);
     char name[AMSI_PROTO_MAX_NAME + 1];
     memcpy(name, req->name, req->name_len);
@@ -623,10 +794,12 @@ static bool handle_scan(worker *w, conn *c, const amsi_proto_request *req, int m
     reply_fields f;
     engine_result res = {0}, sres = {0};
     broker_verdict hit;
+    uint8_t digest[32];
     scan_env env = {w->rules, w->generation, w->scratch, w->digest};
     int rc = scan_content(s, &env, content, (size_t)len, req->name_len ? name : "buffer", hints, &f,
-                          &res, &hit);
+                          &res, &hit, digest);
     if (se != NULL) {
+        se->scans++;
         /* The session's stream sees the script text across buffers: a signature split over two
          * script blocks is found by the same rules. Bounded by session_max_bytes. */
         se->last_used_ms = start / 1000000u;
@@ -644,9 +817,8 @@ static bool handle_scan(worker *w, conn *c, const amsi_proto_request *req, int m
             }
         }
     }
-    count_outcome(s, &f);
-    uint64_t scan_id = atomic_fetch_add_explicit(&s->next_scan_id, 1, memory_order_relaxed);
-    bool ok = reply(w, c, req->request_id, scan_id, &f);
+    count_outcome(s, c, ri, &f, &res);
+    bool ok = answer(w, c, ri, &f);
     engine_result_cleanup(&sres);
     engine_result_cleanup(&res);
     if (mapped)
@@ -668,6 +840,51 @@ static uint64_t peek_request_id(const uint8_t *frame, size_t len)
     return id;
 }
 
+/* What a decoded request asks for, as trace events name it. */
+static const char *request_kind(const amsi_proto_request *req)
+{
+    switch (req->type) {
+    case AMSI_PROTO_SCAN:
+        return (req->flags & AMSI_PROTO_F_UTF16) ? "string" : "buffer";
+    case AMSI_PROTO_NOTIFY:
+        return "notify";
+    case AMSI_PROTO_SESSION_OPEN:
+        return "session_open";
+    case AMSI_PROTO_SESSION_CLOSE:
+        return "session_close";
+    default:
+        return "ping";
+    }
+}
+
+/*
+ * Gives a frame just read its scan id and time, fills ri from what it says (req NULL: it did not
+ * decode; n bytes of frame were read) and emits its ScanRequest. Can't fail.
+ */
+static void request_received(broker_server *s, conn *c, const amsi_proto_request *req,
+                             const uint8_t *frame, size_t n, request_info *ri)
+{
+    *ri = (request_info){.scan_id =
+                             atomic_fetch_add_explicit(&s->next_scan_id, 1, memory_order_relaxed),
+                         .start_ns = now_ns(),
+                         .kind = req ? request_kind(req) : "malformed",
+                         .app = "",
+                         .name = ""};
+    c->requests++;
+    if (req != NULL) {
+        ri->request_id = req->request_id;
+        ri->session_id = req->session_id;
+        ri->content_len = req->content_len;
+        ri->app = req->app;
+        ri->app_len = req->app_len;
+        ri->name = req->name;
+        ri->name_len = req->name_len;
+    } else {
+        ri->request_id = peek_request_id(frame, n);
+    }
+    trace_request(c, ri);
+}
+
 /* Reads and answers one frame. Returns false when the connection must be closed. */
 static bool handle_frame(worker *w, conn *c)
 {
@@ -682,8 +899,10 @@ static bool handle_frame(worker *w, conn *c)
     ssize_t n = recvmsg(c->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (n < 0)
         return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
-    if (n == 0)
-        return false; /* the client closed */
+    if (n == 0) {
+        c->close_reason = "closed"; /* by the client */
+        return false;
+    }
     /* Collect passed descriptors: at most one is meaningful; any others are closed at once. */
     int memfd = -1;
     for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
@@ -700,44 +919,50 @@ static bool handle_frame(worker *w, conn *c)
         }
     }
     amsi_proto_request req;
+    request_info ri;
     bool keep = true;
     if (msg.msg_flags & MSG_TRUNC) {
-        /* Longer than the largest inline frame: answered without reading it (the kernel has
-         * dropped the rest of the message). */
         /* More inline bytes than the protocol allows (the client should have sent a memfd):
-         * answered TOO_LARGE, then the connection is closed like any other protocol breach. */
+         * answered TOO_LARGE without reading the rest (the kernel has dropped it), then the
+         * connection is closed like any other protocol breach. */
+        request_received(s, c, NULL, w->rx, w->rx_cap, &ri);
         count(&s->st_too_large);
-        reply_status(w, c, peek_request_id(w->rx, w->rx_cap), AMSI_PROTO_STATUS_TOO_LARGE, NULL);
+        reply_status(w, c, &ri, AMSI_PROTO_STATUS_TOO_LARGE, NULL);
+        c->close_reason = "malformed";
         keep = false;
     } else {
         int rc = amsi_proto_decode_request(w->rx, (size_t)n, &req);
+        request_received(s, c, rc == 0 ? &req : NULL, w->rx, (size_t)n, &ri);
         if (rc == AMSI_PROTO_EVERSION) {
             count(&s->st_bad);
-            keep = reply_status(w, c, req.request_id, AMSI_PROTO_STATUS_UNSUPPORTED_VERSION, NULL);
+            ri.request_id = req.request_id;
+            reply_status(w, c, &ri, AMSI_PROTO_STATUS_UNSUPPORTED_VERSION, NULL);
+            c->close_reason = "malformed";
             keep = false;
         } else if (rc != 0) {
             /* A malformed frame closes only this connection, after saying why. */
             count(&s->st_bad);
-            reply_status(w, c, peek_request_id(w->rx, (size_t)n), AMSI_PROTO_STATUS_BAD_REQUEST,
+            reply_status(w, c, &ri, AMSI_PROTO_STATUS_BAD_REQUEST,
                          amsi_proto_status_message(AMSI_PROTO_STATUS_BAD_REQUEST));
+            c->close_reason = "malformed";
             keep = false;
         } else if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
-            keep = reply_status(w, c, req.request_id, AMSI_PROTO_STATUS_SHUTTING_DOWN, NULL);
+            keep = reply_status(w, c, &ri, AMSI_PROTO_STATUS_SHUTTING_DOWN, NULL);
         } else {
             switch (req.type) {
             case AMSI_PROTO_SCAN:
             case AMSI_PROTO_NOTIFY:
-                keep = handle_scan(w, c, &req, memfd);
+                keep = handle_scan(w, c, &req, &ri, memfd);
                 break;
             case AMSI_PROTO_SESSION_OPEN:
-                keep = handle_session_open(w, c, &req);
+                keep = handle_session_open(w, c, &ri);
                 break;
             case AMSI_PROTO_SESSION_CLOSE:
-                keep = handle_session_close(w, c, &req);
+                keep = handle_session_close(w, c, &ri);
                 break;
             case AMSI_PROTO_PING:
             default:
-                keep = reply_status(w, c, req.request_id, AMSI_PROTO_STATUS_OK, "pong");
+                keep = reply_status(w, c, &ri, AMSI_PROTO_STATUS_OK, "pong");
                 break;
             }
         }
@@ -765,15 +990,32 @@ static void conn_unref(conn *c)
  * still holding the connection cannot reach the client any more) but stays open, and so cannot
  * be reused for another client, until the last reference goes.
  */
-static void conn_close(worker *w, conn *c)
+static void conn_close(worker *w, conn *c, const char *reason)
 {
+    broker_server *s = w->server;
     epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     /* Frames left unread would turn the close into ECONNRESET for the client, which then loses
      * the replies already queued for it (the refusal that explains the close among them): read
-     * and drop them first, a bounded number (descriptors they carry are closed by the kernel). */
-    for (int i = 0; i < 1024; i++)
-        if (recv(c->fd, w->rx, w->rx_cap, MSG_DONTWAIT | MSG_TRUNC) <= 0)
+     * and drop them first, a bounded number (descriptors they carry are closed by the kernel).
+     * Each was received, so each ends in a ScanDecision: DROPPED. */
+    for (int i = 0; i < 1024; i++) {
+        ssize_t n = recv(c->fd, w->rx, w->rx_cap, MSG_DONTWAIT | MSG_TRUNC);
+        if (n <= 0)
             break;
+        amsi_proto_request req;
+        request_info ri;
+        bool whole = (size_t)n <= w->rx_cap;
+        size_t got = whole ? (size_t)n : w->rx_cap;
+        bool decoded = whole && amsi_proto_decode_request(w->rx, got, &req) == 0;
+        request_received(s, c, decoded ? &req : NULL, w->rx, got, &ri);
+        reply_fields f = {.status = AMSI_PROTO_STATUS_SHUTTING_DOWN,
+                          .amsi_result = ENGINE_AMSI_NOT_DETECTED,
+                          .reason = "the connection was closed before this request was read"};
+        trace_decision(s, c, &ri, &f, "DROPPED");
+    }
+    ETW_EMIT(ClientDisconnect, .conn_id = c->conn_id, .pid = (uint32_t)c->id.pid,
+             .uid = (uint32_t)c->id.uid, .exe = c->id.exe, .requests = c->requests,
+             .reason = reason);
     shutdown(c->fd, SHUT_RDWR);
     atomic_store_explicit(&c->dead, true, memory_order_release);
     while (c->nsessions)
@@ -813,7 +1055,7 @@ static void take_done(worker *w)
         conn *c = d->c;
         if (!atomic_load_explicit(&c->dead, memory_order_acquire) &&
             !send_frame(w, c, d->frame, d->len))
-            conn_close(w, c);
+            conn_close(w, c, "error");
         conn_unref(c);
         free(d);
         d = next;
@@ -854,6 +1096,10 @@ static void accept_all(worker *w)
         }
         /* Exemptions first (DESIGN.md §4b): an exempt caller never takes a place in the table. */
         c->exempt = ratelimit_exempt(&s->cfg->ratelimit, c->id.exe, c->id.uid);
+        c->conn_id = atomic_fetch_add_explicit(&s->next_conn_id, 1, memory_order_relaxed);
+        ETW_EMIT(ClientConnect, .conn_id = c->conn_id, .pid = (uint32_t)c->id.pid,
+                 .uid = (uint32_t)c->id.uid, .gid = (uint32_t)c->id.gid, .exe = c->id.exe,
+                 .exempt = c->exempt);
         c->rl_key = (ratelimit_key){.pid = c->id.pid, .start_time = c->id.start_time};
         if (s->limits != NULL && !c->exempt)
             ratelimit_attach(s->limits, &c->rl_key, now_ns(), &c->rl);
@@ -882,7 +1128,7 @@ static void sweep_stalled(worker *w, uint64_t now_ms)
     for (conn *c = w->conns, *next; c; c = next) {
         next = c->next;
         if (c->stalled_ms != 0 && now_ms - c->stalled_ms > STALL_MS)
-            conn_close(w, c);
+            conn_close(w, c, "stalled");
     }
 }
 
@@ -920,7 +1166,7 @@ static void *worker_main(void *arg)
                      !(events[i].events & EPOLLIN))
                 keep = false;
             if (!keep)
-                conn_close(w, c);
+                conn_close(w, c, c->close_reason ? c->close_reason : "error");
         }
         if (woken) {
             uint64_t v;
@@ -948,7 +1194,7 @@ static void worker_cleanup(worker *w)
     }
     pthread_mutex_destroy(&w->done_lock);
     while (w->conns)
-        conn_close(w, w->conns);
+        conn_close(w, w->conns, "shutdown");
     if (w->epfd >= 0)
         close(w->epfd);
     if (w->wakefd >= 0)
@@ -962,21 +1208,30 @@ static void worker_cleanup(worker *w)
 }
 
 /* Encodes and sends a pool thread's reply; a full socket hands the frame to the owner. */
-static void pool_reply(broker_server *s, conn *c, uint64_t request_id, const reply_fields *f)
+/*
+ * The one way a request is answered on the pool: sends the reply from this thread, or hands it
+ * to the connection's owner when the socket is full, and emits the request's ScanDecision.
+ */
+static void pool_answer(broker_server *s, conn *c, const request_info *ri, const reply_fields *f)
 {
-    if (atomic_load_explicit(&c->dead, memory_order_acquire))
+    if (atomic_load_explicit(&c->dead, memory_order_acquire)) {
+        trace_decision(s, c, ri, f, "CLIENT_GONE");
         return;
+    }
     uint8_t frame[AMSI_PROTO_MAX_REPLY];
     size_t len;
-    uint64_t scan_id = atomic_fetch_add_explicit(&s->next_scan_id, 1, memory_order_relaxed);
-    if (!encode_reply(s, request_id, scan_id, f, frame, &len))
+    if (!encode_reply(s, ri, f, frame, &len)) {
+        trace_decision(s, c, ri, f, NULL);
         return;
+    }
     /* One SOCK_SEQPACKET message is delivered whole even when another thread sends too. */
     ssize_t n;
     do
         n = send(c->fd, frame, len, MSG_DONTWAIT | MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
-    if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+    bool later = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    trace_decision(s, c, ri, f, n >= 0 || later ? NULL : "CLIENT_GONE");
+    if (!later)
         return;
     done_reply *d = malloc(sizeof(*d) + len);
     if (d == NULL)
@@ -1006,13 +1261,14 @@ static void *pool_main(void *arg)
         reply_fields f;
         engine_result res = {0};
         broker_verdict hit;
+        uint8_t digest[32];
         scan_env env = {pt->rules, pt->generation, pt->scratch, pt->digest};
-        scan_content(s, &env, job->content, (size_t)job->len, job->name[0] ? job->name : "buffer",
-                     job->hints, &f, &res, &hit);
-        count_outcome(s, &f);
-        pool_reply(s, job->c, job->request_id, &f);
+        scan_content(s, &env, job->content, (size_t)job->len,
+                     job->strings[0] ? job->strings : "buffer", job->hints, &f, &res, &hit, digest);
+        count_outcome(s, job->c, &job->ri, &f, &res);
+        pool_answer(s, job->c, &job->ri, &f);
         engine_result_cleanup(&res);
-        record_latency(s, now_ns() - job->start_ns);
+        record_latency(s, now_ns() - job->ri.start_ns);
         if (job->mapped)
             munmap((void *)(uintptr_t)job->content, (size_t)job->len);
         else
@@ -1100,6 +1356,7 @@ int broker_server_create(const broker_config *cfg, engine_rules *rules, int list
                  "declined: request limit exceeded (%s)", limit);
     }
     atomic_init(&s->next_scan_id, 1);
+    atomic_init(&s->next_conn_id, 1);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     s->nworkers = cfg->broker.threads ? cfg->broker.threads : (unsigned)(cores > 0 ? cores : 1);
     s->workers = calloc(s->nworkers, sizeof(worker));

@@ -4,8 +4,8 @@
  * configures; this file routes keys and owns the few that are about files (rules, cache).
  *
  * Sections today: `broker` (broker_settings), `engine` (engine_config keys, plus `rules` and
- * `cache_dir`), `ratelimit` (ratelimit_config) and `report` (ratelimit_report_config). The trace
- * section arrives with its module; until then it is refused.
+ * `cache_dir`), `ratelimit` (ratelimit_config), `report` (ratelimit_report_config) and `trace`
+ * (etw_config).
  */
 #ifndef BROKER_CONFIG_H
 #define BROKER_CONFIG_H
@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "engine/engine.h"
+#include "etw/etw.h"
 #include "ratelimit/ratelimit.h"
 #include "ratelimit/report.h"
 
@@ -39,6 +40,7 @@ typedef struct broker_config {
     engine_config engine;
     ratelimit_config ratelimit;     /* section `ratelimit` */
     ratelimit_report_config report; /* section `report` */
+    etw_config trace;               /* section `trace` */
     char **rules;                   /* rule files or directories; empty = the bundled default.yar */
     size_t nrules;
     char *cache_dir; /* serialized database cache; NULL = no cache */
