@@ -379,7 +379,7 @@ static int run_capture(char *const argv[], char *out, size_t cap, int timeout_ms
 /* ------------------------------------------------------------------------------------------ */
 /* The daemon.                                                                                 */
 
-#define MAX_EXTRA 6 /* --set values a group may add */
+#define MAX_EXTRA 8 /* --set values a group may add */
 
 typedef struct broker_proc {
     char dir[64];         /* the group's temporary directory */
@@ -772,7 +772,7 @@ typedef struct group_state {
 } group_state;
 
 static group_state main_group, limits_group, restart_group, rules_group, rate_group, block_group,
-    report_group, window_group;
+    report_group, window_group, lttng_group;
 static int fixture_failures;
 
 /* A group: a temporary directory and a daemon with the given extra settings. */
@@ -994,6 +994,105 @@ static int report_group_stop(void **state)
     int rc = group_stop(state);
     if (collector != NULL)
         rsyslog_harness_stop(collector);
+    return rc;
+}
+
+/*
+ * The LTTng group: a real session daemon (started here when none answers; as root it is the
+ * machine's), a session recording every amsi_broker event into a private directory with blocking
+ * channels (no event lost), and a broker tracing to it (trace.backend = lttng) with a small pool
+ * queue and a request limit this process will exceed.
+ */
+static char lttng_dir[64];
+static char lttng_session[64];
+static pid_t lttng_sessiond;
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 1, 2)))
+#endif
+static int
+shell(const char *fmt, ...)
+{
+    char cmd[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    int rc = system(cmd);
+    if (rc != 0)
+        fprintf(stderr, "`%s` exited with %d\n", cmd, rc);
+    return rc;
+}
+
+static int lttng_group_setup(void **state)
+{
+    snprintf(lttng_dir, sizeof(lttng_dir), "/tmp/amsid-lttng-XXXXXX");
+    if (mkdtemp(lttng_dir) == NULL) {
+        fixture_failures++;
+        return -1;
+    }
+    setenv("LTTNG_HOME", lttng_dir, 1);
+    if (system("lttng list >/dev/null 2>&1") != 0) {
+        if (shell("lttng-sessiond --daemonize --no-kernel") != 0) {
+            fixture_failures++;
+            return -1;
+        }
+        char pidfile[128];
+        snprintf(pidfile, sizeof(pidfile), "%s",
+                 geteuid() == 0 ? "/var/run/lttng/lttng-sessiond.pid" : "");
+        if (geteuid() != 0)
+            snprintf(pidfile, sizeof(pidfile), "%s/.lttng/lttng-sessiond.pid", lttng_dir);
+        for (int i = 0; i < 100 && lttng_sessiond == 0; i++) {
+            FILE *f = fopen(pidfile, "r");
+            long pid = 0;
+            if (f != NULL && fscanf(f, "%ld", &pid) == 1)
+                lttng_sessiond = (pid_t)pid;
+            if (f != NULL)
+                fclose(f);
+            if (lttng_sessiond == 0)
+                sleep_ms(50);
+        }
+    }
+    snprintf(lttng_session, sizeof(lttng_session), "amsid%ld", (long)getpid());
+    if (shell("lttng create %s --output='%s/trace' >/dev/null", lttng_session, lttng_dir) != 0 ||
+        shell("lttng enable-channel --userspace --session=%s --subbuf-size=1M --num-subbuf=8 "
+              "--blocking-timeout=inf chan >/dev/null",
+              lttng_session) != 0 ||
+        shell("lttng enable-event --userspace --session=%s --channel=chan 'amsi_broker:*' "
+              ">/dev/null",
+              lttng_session) != 0 ||
+        shell("lttng start %s >/dev/null", lttng_session) != 0) {
+        fixture_failures++;
+        return -1;
+    }
+    /* Blocking channels need the traced process's consent. */
+    setenv("LTTNG_UST_ALLOW_BLOCKING", "1", 1);
+    setenv("LTTNG_UST_REGISTER_TIMEOUT", "10000", 1);
+    static const char *const extra[] = {"trace.backend=lttng",
+                                        "trace.lttng_library=" AMSI_BINARY_DIR
+                                        "/etw/libamsi-lttng.so",
+                                        "trace.level=verbose",
+                                        "broker.queue_depth=2",
+                                        "broker.pool_threads=1",
+                                        "ratelimit.max_requests=" STR(RATE_MAX),
+                                        "ratelimit.burst=" STR(RATE_BURST)};
+    int rc = group_start(state, &lttng_group, extra, 7, NULL);
+    unsetenv("LTTNG_UST_ALLOW_BLOCKING");
+    unsetenv("LTTNG_UST_REGISTER_TIMEOUT");
+    return rc;
+}
+
+static int lttng_group_stop(void **state)
+{
+    int rc = group_stop(state);
+    shell("lttng destroy %s >/dev/null 2>&1", lttng_session);
+    if (lttng_sessiond > 0) {
+        kill(lttng_sessiond, SIGTERM);
+        for (int i = 0; i < 100 && kill(lttng_sessiond, 0) == 0; i++)
+            sleep_ms(50);
+    }
+    shell("rm -rf '%s'", lttng_dir);
+    unsetenv("LTTNG_HOME");
     return rc;
 }
 
@@ -3123,6 +3222,189 @@ static void test_report_windows_survive_restart(void **state)
     free(m);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Every decision in a real LTTng trace.                                                       */
+
+#define SEEN_MAX 512
+
+typedef struct client_seen {
+    uint64_t scan_id;
+    uint32_t result, status;
+} client_seen;
+
+/* One scan through libamsi; records what the client got. */
+static void seen_scan(HAMSICONTEXT ctx, const char *text, client_seen *seen, size_t *n)
+{
+    AMSI_RESULT r;
+    AMSI_SCAN_INFO info;
+    HRESULT hr = AmsiScanBufferEx(ctx, text, strlen(text), "lttng.ps1", NULL, 0, &r, &info);
+    assert_true(hr == AMSI_S_OK || hr == AMSI_E_THROTTLED);
+    assert_true(*n < SEEN_MAX);
+    seen[(*n)++] = (client_seen){info.scan_id, (uint32_t)r, info.status};
+}
+
+/* The value after "name = " in a babeltrace2 text line (numbers, or strings without quotes). */
+static bool bt_field(const char *line, const char *name, char *out, size_t cap)
+{
+    char key[64];
+    snprintf(key, sizeof(key), " %s = ", name);
+    const char *p = strstr(line, key);
+    if (p == NULL)
+        return false;
+    p += strlen(key);
+    size_t n = 0;
+    if (*p == '"') {
+        for (p++; *p && *p != '"' && n + 1 < cap; p++)
+            out[n++] = *p;
+    } else {
+        for (; *p && *p != ',' && *p != ' ' && n + 1 < cap; p++)
+            out[n++] = *p;
+    }
+    out[n] = '\0';
+    return true;
+}
+
+/*
+ * A mixed workload (clean, detected, busy, malformed, declined) against the traced broker; then
+ * the broker stops, the trace is read back with babeltrace2, and what the clients saw is checked
+ * against it: one ScanDecision per request, each reply's scan id with the same result and status,
+ * one RequestDeclined per THROTTLED and one QueueFull per BUSY, and no event lost.
+ */
+static void test_lttng_every_decision(void **state)
+{
+    group_state *g = *state;
+    static client_seen seen[SEEN_MAX];
+    size_t n = 0, busy = 0, throttled = 0, malformed = 0;
+    /* Busy: a long pool scan, then more than the two queue slots behind it (another round when
+     * a loaded machine let the pool keep up). */
+    size_t longest = 1000u * 1024u, small = 300u * 1024u; /* both above broker.pool_min */
+    char *data = make_filler(longest, false);
+    uint8_t *frame = malloc(longest + 512);
+    assert_non_null(frame);
+    for (int round = 0; round < 5 && busy == 0; round++) {
+        int fd = raw_connect(g->b.sock);
+        assert_true(fd >= 0);
+        int sndbuf = 8 << 20;
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof(sndbuf));
+        for (uint64_t id = 1; id <= 9; id++) {
+            int k = snprintf(data, 40, "# lttng busy %d %llu\n", round, (unsigned long long)id);
+            data[k] = '#';
+            size_t len = make_request(frame, longest + 512, AMSI_PROTO_SCAN, 0, id, 0, data,
+                                      id == 1 ? longest : small);
+            assert_true(len > 0);
+            assert_int_equal(raw_send(fd, frame, len, NULL, 0, 0), (ssize_t)len);
+        }
+        for (int i = 0; i < 9; i++) {
+            uint8_t buf[AMSI_PROTO_MAX_REPLY];
+            amsi_proto_reply rep;
+            assert_int_equal(raw_recv_reply(fd, buf, &rep, REPLY_TIMEOUT_MS), RAW_REPLY);
+            seen[n++] = (client_seen){rep.scan_id, rep.amsi_result, rep.status};
+            busy += rep.status == AMSI_PROTO_STATUS_BUSY;
+        }
+        close(fd);
+    }
+    free(frame);
+    free(data);
+    HAMSICONTEXT ctx = open_context("amsid-lttng", NULL, NULL);
+    assert_non_null(ctx);
+    char text[96];
+    for (int i = 0; i < 20; i++) {
+        snprintf(text, sizeof(text), "Write-Output 'clean %d'", i);
+        seen_scan(ctx, text, seen, &n);
+    }
+    for (int i = 0; i < 5; i++)
+        seen_scan(ctx, EICAR, seen, &n);
+    /* Malformed: garbage, answered BAD_REQUEST before the broker closes the connection. */
+    for (int i = 0; i < 3; i++) {
+        int fd = raw_connect(g->b.sock);
+        uint8_t junk[48];
+        memset(junk, 0x41 + i, sizeof(junk));
+        assert_int_equal(send(fd, junk, sizeof(junk), MSG_NOSIGNAL), (ssize_t)sizeof(junk));
+        uint8_t buf[AMSI_PROTO_MAX_REPLY];
+        amsi_proto_reply rep;
+        assert_int_equal(raw_recv_reply(fd, buf, &rep, REPLY_TIMEOUT_MS), RAW_REPLY);
+        assert_int_equal(rep.status, AMSI_PROTO_STATUS_BAD_REQUEST);
+        seen[n++] = (client_seen){rep.scan_id, rep.amsi_result, rep.status};
+        malformed++;
+        close(fd);
+    }
+    /* Declined: this process goes past its limit. */
+    for (int i = 0; i < 3 * RATE_MAX; i++) {
+        snprintf(text, sizeof(text), "Write-Output 'past the limit %d'", i);
+        seen_scan(ctx, text, seen, &n);
+    }
+    AmsiUninitialize(ctx);
+    for (size_t i = 0; i < n; i++)
+        throttled += seen[i].status == AMSI_PROTO_STATUS_THROTTLED;
+    print_message("  %zu replies: %zu busy, %zu malformed, %zu throttled\n", n, busy, malformed,
+                  throttled);
+    assert_true(busy >= 1);
+    assert_true(throttled >= 1);
+
+    /* Stop the broker (its last events are written), then the session, and read the trace. */
+    assert_true(broker_stop(&g->b));
+    assert_int_equal(shell("lttng stop %s >/dev/null", lttng_session), 0);
+    char out[160], err[160];
+    snprintf(out, sizeof(out), "%s/trace.txt", lttng_dir);
+    snprintf(err, sizeof(err), "%s/trace.err", lttng_dir);
+    assert_int_equal(shell("babeltrace2 '%s/trace' > '%s' 2> '%s'", lttng_dir, out, err), 0);
+    FILE *ef = fopen(err, "r");
+    assert_non_null(ef);
+    char line[8192];
+    while (fgets(line, sizeof(line), ef) != NULL)
+        if (strstr(line, "discarded") != NULL || strstr(line, "lost") != NULL)
+            fail_msg("babeltrace2: %s", line);
+    fclose(ef);
+
+    FILE *tf = fopen(out, "r");
+    assert_non_null(tf);
+    size_t requests = 0, decisions = 0, declined = 0, queue_full = 0, starts = 0, stops = 0;
+    static uint8_t matched[SEEN_MAX];
+    memset(matched, 0, sizeof(matched));
+    static char big_line[1 << 16];
+    while (fgets(big_line, sizeof(big_line), tf) != NULL) {
+        if (strstr(big_line, "amsi_broker:ScanRequest:"))
+            requests++;
+        else if (strstr(big_line, "amsi_broker:RequestDeclined:"))
+            declined++;
+        else if (strstr(big_line, "amsi_broker:QueueFull:"))
+            queue_full++;
+        else if (strstr(big_line, "amsi_broker:BrokerStart:"))
+            starts++;
+        else if (strstr(big_line, "amsi_broker:BrokerStop:"))
+            stops++;
+        if (strstr(big_line, "amsi_broker:ScanDecision:") == NULL)
+            continue;
+        decisions++;
+        char id[32], result[32], status[64];
+        assert_true(bt_field(big_line, "scan_id", id, sizeof(id)));
+        assert_true(bt_field(big_line, "scanResult", result, sizeof(result)));
+        assert_true(bt_field(big_line, "status", status, sizeof(status)));
+        for (size_t i = 0; i < n; i++) {
+            if (seen[i].scan_id != strtoull(id, NULL, 10))
+                continue;
+            matched[i]++;
+            assert_int_equal(strtoul(result, NULL, 10), seen[i].result);
+            assert_string_equal(status, amsi_proto_status_name(seen[i].status));
+        }
+    }
+    fclose(tf);
+    print_message("  trace: %zu ScanRequest, %zu ScanDecision, %zu RequestDeclined, %zu "
+                  "QueueFull\n",
+                  requests, decisions, declined, queue_full);
+    for (size_t i = 0; i < n; i++)
+        if (matched[i] != 1)
+            fail_msg("scan id %llu: %u decisions in the trace", (unsigned long long)seen[i].scan_id,
+                     matched[i]);
+    assert_int_equal(requests, decisions);
+    assert_true(decisions >= n);
+    assert_int_equal(declined, throttled);
+    assert_int_equal(queue_full, busy);
+    assert_int_equal(stops, 1);
+    assert_true(starts <= 1); /* BrokerStart came before the session saw the broker, or not */
+    assert_true(broker_start(&g->b));
+}
+
 static void test_amsictl(void **state)
 {
     group_state *g = *state;
@@ -3682,6 +3964,9 @@ int main(void)
     const struct CMUnitTest window_tests[] = {
         T(test_report_windows_survive_restart),
     };
+    const struct CMUnitTest lttng_tests[] = {
+        T(test_lttng_every_decision),
+    };
 #undef T
     int failed = 0;
     failed += cmocka_run_group_tests_name("amsid", main_tests, main_group_setup, group_stop);
@@ -3699,6 +3984,8 @@ int main(void)
                                           report_group_stop);
     failed += cmocka_run_group_tests_name("amsid-report-windows", window_tests, window_group_setup,
                                           report_group_stop);
+    failed += cmocka_run_group_tests_name("amsid-lttng", lttng_tests, lttng_group_setup,
+                                          lttng_group_stop);
     rsyslog_harness_destroy(collector);
     flood_remove();
     return failed + fixture_failures != 0;
