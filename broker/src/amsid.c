@@ -113,6 +113,34 @@ static engine_rules *compile_rules(const broker_config *cfg)
     return rules;
 }
 
+/* True when two strings are equal, NULL counting as "". */
+static bool same_text(const char *a, const char *b)
+{
+    return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+/*
+ * Takes the trace section of a reloaded configuration: new filters at once, or a new backend
+ * (started before the old one stops; on failure the old one keeps running, and the reload says
+ * so in the log). On success *next moves into the daemon's configuration.
+ */
+static void apply_trace(daemon_state *d, etw_config *next)
+{
+    etw_config *cur = &d->cfg.trace;
+    char err[256] = "";
+    if (next->backend == cur->backend && same_text(next->jsonl_path, cur->jsonl_path) &&
+        same_text(next->lttng_library, cur->lttng_library) &&
+        next->content_max == cur->content_max) {
+        etw_set_filter(next->level, next->keywords);
+    } else if (etw_start(next, err, sizeof(err)) != 0) {
+        log_msg("reload: trace: %s; tracing goes on as before", err);
+        return;
+    }
+    etw_config old = *cur;
+    *cur = *next;
+    *next = old;
+}
+
 /* Reloads rules (and their engine settings) from the configuration. Returns 0 or -1. */
 static int reload(daemon_state *d, char *msg, size_t cap)
 {
@@ -122,9 +150,7 @@ static int reload(daemon_state *d, char *msg, size_t cap)
         return -1;
     }
     engine_rules *rules = compile_rules(&cfg);
-    /* Trace filters follow the file at once; another backend needs a restart. */
-    if (cfg.trace.backend == d->cfg.trace.backend)
-        etw_set_filter(cfg.trace.level, cfg.trace.keywords);
+    apply_trace(d, &cfg.trace);
     broker_config_cleanup(&cfg);
     ETW_EMIT(ConfigReload, .ok = rules != NULL,
              .rules = rules ? (uint32_t)engine_rules_count(rules) : 0,

@@ -41,6 +41,8 @@
  */
 #include "ratelimit/report.h"
 
+#include "etw/etw.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -385,6 +387,10 @@ typedef struct message {
     char *text;
     size_t len;
     size_t sd_end;
+    /* What the ReportSent trace event says about it. */
+    char *exe, *app; /* owned; NULL when the copy failed */
+    uid_t uid;
+    uint64_t count, first_ns, last_ns; /* CLOCK_REALTIME */
 } message;
 
 struct ratelimit_report {
@@ -399,6 +405,7 @@ struct ratelimit_report {
     char sd_id[SD_NAME_MAX + 1];
     char hostname[256];
     char procid[16];
+    char collector[128]; /* the destination as configured, for trace events */
     char limit_desc[RATELIMIT_NCLASSES][96];
     uint32_t cap, mask, max_procs;
 
@@ -551,6 +558,7 @@ int ratelimit_report_create(const ratelimit_report_config *cfg, const ratelimit_
     bool wlock = false, ctl = false, wake = false;
     if (cfg->syslog != NULL && cfg->syslog[0] != '\0') {
         r->active = true;
+        snprintf(r->collector, sizeof(r->collector), "%s", cfg->syslog);
         rc = parse_dest(cfg->syslog, &r->dest, err, errlen);
         if (rc == 0)
             rc = resolve_dest(r, err, errlen);
@@ -907,7 +915,29 @@ static bool format_message(const ratelimit_report *r, const slot *s, bool aggreg
     m->text = text;
     m->len = b.len;
     m->sd_end = sd_end;
+    m->exe = strdup(aggregate ? "*" : s->exe);
+    m->app = aggregate ? strdup("*") : strndup(s->app ? s->app : "", s->app_len);
+    m->uid = aggregate ? 0 : s->uid;
+    m->count = total;
+    m->first_ns = s->first_ns + offset;
+    m->last_ns = s->last_ns + offset;
     return true;
+}
+
+/* ReportSent: a message went to the collector (ok) or was given up (dropped). */
+static void trace_report(const ratelimit_report *r, const message *m, bool ok)
+{
+    ETW_EMIT(ReportSent, .exe = m->exe, .uid = (uint32_t)m->uid, .appname = m->app,
+             .count = m->count, .first_ns = m->first_ns, .last_ns = m->last_ns,
+             .collector = r->collector, .ok = ok);
+}
+
+/* Frees what a message owns. */
+static void message_free(message *m)
+{
+    free(m->text);
+    free(m->exe);
+    free(m->app);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -923,7 +953,8 @@ static void count_dropped(ratelimit_report *r, uint64_t n)
 static void backlog_push(ratelimit_report *r, message *m)
 {
     if (r->count == r->backlog_cap) {
-        free(m->text);
+        trace_report(r, m, false);
+        message_free(m);
         count_dropped(r, 1);
         return;
     }
@@ -934,7 +965,7 @@ static void backlog_push(ratelimit_report *r, message *m)
 
 static void backlog_pop(ratelimit_report *r)
 {
-    free(r->backlog[r->head].text);
+    message_free(&r->backlog[r->head]);
     r->head = (r->head + 1) % r->backlog_cap;
     r->count--;
     atomic_store_explicit(&r->pending, r->count, memory_order_relaxed);
@@ -1190,6 +1221,8 @@ static void flush_backlog(ratelimit_report *r, uint64_t deadline, bool final)
     bool reconnected = false;
     while (r->count > 0 && clock_ns(CLOCK_MONOTONIC) < deadline) {
         send_result res = send_head(r, deadline, final);
+        if (res == SENT || res == DROP)
+            trace_report(r, &r->backlog[r->head], res == SENT);
         if (res == SENT) {
             backlog_pop(r);
         } else if (res == DROP) {

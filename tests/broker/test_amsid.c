@@ -1075,8 +1075,9 @@ static int lttng_group_setup(void **state)
                                         "broker.queue_depth=2",
                                         "broker.pool_threads=1",
                                         "ratelimit.max_requests=" STR(RATE_MAX),
-                                        "ratelimit.burst=" STR(RATE_BURST)};
-    int rc = group_start(state, &lttng_group, extra, 7, NULL);
+                                        "ratelimit.burst=" STR(RATE_BURST),
+                                        "report.syslog=udp://127.0.0.1:9"};
+    int rc = group_start(state, &lttng_group, extra, 8, NULL);
     unsetenv("LTTNG_UST_ALLOW_BLOCKING");
     unsetenv("LTTNG_UST_REGISTER_TIMEOUT");
     return rc;
@@ -3358,7 +3359,8 @@ static void test_lttng_every_decision(void **state)
 
     FILE *tf = fopen(out, "r");
     assert_non_null(tf);
-    size_t requests = 0, decisions = 0, declined = 0, queue_full = 0, starts = 0, stops = 0;
+    size_t requests = 0, decisions = 0, declined = 0, queue_full = 0, starts = 0, stops = 0,
+           reports = 0;
     static uint8_t matched[SEEN_MAX];
     memset(matched, 0, sizeof(matched));
     static char big_line[1 << 16];
@@ -3373,6 +3375,8 @@ static void test_lttng_every_decision(void **state)
             starts++;
         else if (strstr(big_line, "amsi_broker:BrokerStop:"))
             stops++;
+        else if (strstr(big_line, "amsi_broker:ReportSent:"))
+            reports++;
         if (strstr(big_line, "amsi_broker:ScanDecision:") == NULL)
             continue;
         decisions++;
@@ -3401,7 +3405,8 @@ static void test_lttng_every_decision(void **state)
     assert_int_equal(declined, throttled);
     assert_int_equal(queue_full, busy);
     assert_int_equal(stops, 1);
-    assert_true(starts <= 1); /* BrokerStart came before the session saw the broker, or not */
+    assert_int_equal(reports, 1); /* this process, declined, reported when the broker stopped */
+    assert_true(starts <= 1);     /* BrokerStart came before the session saw the broker, or not */
     assert_true(broker_start(&g->b));
 }
 

@@ -108,7 +108,7 @@
 #define ETW_FIELDS_ScanDecision(F)                                                                 \
     F(U64, scan_id, "request id; exactly one ScanDecision per ScanRequest")                        \
     F(U64, session, "AMSI session id, 0 without a session")                                        \
-    F(U8, scanStatus, "1 when the engine scanned the content, 0 when it was not scanned")          \
+    F(U8, scanStatus, "1 when the content got a verdict (scanned, or from the cache), else 0")     \
     F(U32, scanResult, "AMSI_RESULT the client received (32768 = detected)")                       \
     F(STR, appname, "application name (untrusted); sensitive")                                     \
     F(STR, contentname, "content name given by the client; sensitive")                             \
@@ -122,7 +122,7 @@
     F(STR, rule, "matched rule, empty when clean")                                                 \
     F(STR, object, "object path inside the content, e.g. a.zip>b.tar>evil.ps1")                    \
     F(STR, reason, "limit or error reason, empty otherwise")                                       \
-    F(STR, status, "reply status: OK, THROTTLED, BUSY, TOO_LARGE, BAD_REQUEST, ..., CLIENT_GONE")  \
+    F(STR, status, "reply status (OK, THROTTLED, BUSY, ...), CLIENT_GONE or DROPPED")              \
     F(U64, latency_ns, "from request received to reply sent")                                      \
     F(BOOL, cached, "the verdict came from the verdict cache")                                     \
     F(BOOL, throttled, "the request was declined by the rate limit")                               \
