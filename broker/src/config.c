@@ -206,7 +206,10 @@ static int module_key(const char *section, const char *key, int rc, char *err, s
     if (errlen > 0) {
         char why[256];
         snprintf(why, sizeof(why), "%s", err);
-        if (strncmp(why, key, strlen(key)) == 0 && why[strlen(key)] == ':')
+        size_t sl = strlen(section);
+        if (strncmp(why, section, sl) == 0 && why[sl] == '.')
+            snprintf(err, errlen, "%s", why); /* the module named section and key itself */
+        else if (strncmp(why, key, strlen(key)) == 0 && why[strlen(key)] == ':')
             snprintf(err, errlen, "%s.%s", section, why);
         else
             snprintf(err, errlen, "%s.%s: %s", section, key, why);

@@ -385,8 +385,8 @@ static int parse_keywords(const char *value, uint64_t *out, char *err, size_t er
 
 static int set_string(char **slot, const char *value)
 {
-    char *copy = strdup(value);
-    if (copy == NULL)
+    char *copy = NULL;
+    if (*value != '\0' && (copy = strdup(value)) == NULL)
         return -ENOMEM;
     free(*slot);
     *slot = copy;
@@ -413,20 +413,11 @@ int etw_config_set(etw_config *cfg, const char *key, const char *value, char *er
                     "trace.backend: \"%s\" is not one of none, lttng, jsonl, capture, etw", value);
         return -EINVAL;
     }
-    if (strcmp(key, "jsonl_path") == 0) {
-        if (*value == '\0') {
-            etw__seterr(err, errlen, "trace.jsonl_path: empty path");
-            return -EINVAL;
-        }
+    /* An empty path means "not set": no file (jsonl refuses to start), the default library. */
+    if (strcmp(key, "jsonl_path") == 0)
         return set_string(&cfg->jsonl_path, value);
-    }
-    if (strcmp(key, "lttng_library") == 0) {
-        if (*value == '\0') {
-            etw__seterr(err, errlen, "trace.lttng_library: empty path");
-            return -EINVAL;
-        }
+    if (strcmp(key, "lttng_library") == 0)
         return set_string(&cfg->lttng_library, value);
-    }
     if (strcmp(key, "level") == 0) {
         uint64_t v;
         for (uint8_t l = 1; l <= 5; l++) {

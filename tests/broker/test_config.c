@@ -352,6 +352,12 @@ static void test_shipped_conf(void **state)
     assert_int_equal(cfg.report.facility, def.report.facility);
     assert_string_equal(cfg.report.sd_id, def.report.sd_id);
     assert_int_equal(cfg.report.backlog, def.report.backlog);
+    assert_int_equal(cfg.trace.backend, def.trace.backend);
+    assert_int_equal(cfg.trace.level, def.trace.level);
+    assert_int_equal(cfg.trace.keywords, def.trace.keywords);
+    assert_int_equal(cfg.trace.content_max, def.trace.content_max);
+    assert_null(cfg.trace.jsonl_path);
+    assert_null(cfg.trace.lttng_library);
     broker_config_cleanup(&def);
     broker_config_cleanup(&cfg);
 }

@@ -180,8 +180,12 @@ static void test_config_errors(void **state)
     assert_int_equal(etw_config_set(&cfg, "content_max", "40000", err, sizeof(err)), -EINVAL);
     assert_int_equal(etw_config_set(&cfg, "content_max", "12abc", err, sizeof(err)), -EINVAL);
     assert_int_equal(etw_config_set(&cfg, "content_max", "16", err, sizeof(err)), 0);
-    assert_int_equal(etw_config_set(&cfg, "jsonl_path", "", err, sizeof(err)), -EINVAL);
-    assert_int_equal(etw_config_set(&cfg, "lttng_library", "", err, sizeof(err)), -EINVAL);
+    /* An empty path is "not set" (amsid.conf lists every key, empty where there is no default). */
+    assert_int_equal(etw_config_set(&cfg, "jsonl_path", "/tmp/x.jsonl", err, sizeof(err)), 0);
+    assert_int_equal(etw_config_set(&cfg, "jsonl_path", "", err, sizeof(err)), 0);
+    assert_null(cfg.jsonl_path);
+    assert_int_equal(etw_config_set(&cfg, "lttng_library", "", err, sizeof(err)), 0);
+    assert_null(cfg.lttng_library);
     assert_int_equal(etw_config_set(&cfg, "colour", "blue", err, sizeof(err)), -EINVAL);
     assert_non_null(strstr(err, "colour"));
     assert_int_equal(etw_config_set(&cfg, NULL, "x", err, sizeof(err)), -EINVAL);

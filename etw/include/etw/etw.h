@@ -108,8 +108,17 @@ static inline bool etw_event_enabled(etw_event ev)
     return (atomic_load_explicit(&etw__mask, memory_order_relaxed) >> (unsigned)ev) & 1u;
 }
 
-/* etw_enabled(ScanDecision): true when the event is enabled. Test it before computing fields. */
+/*
+ * etw_enabled(ScanDecision): true when the event is enabled. Test it before computing fields.
+ * In a build without tracing (cmake -DAMSI_TRACE=OFF, which defines ETW_DISABLED for every user
+ * of this header) it is the constant false, and every event with the code computing its fields
+ * is compiled away; trace.backend then has no effect.
+ */
+#ifdef ETW_DISABLED
+#define etw_enabled(EVENT) ((void)ETW_EV_##EVENT, false)
+#else
 #define etw_enabled(EVENT) etw_event_enabled(ETW_EV_##EVENT)
+#endif
 
 /* Emits EVENT with the given designated initialisers, evaluated only when it is enabled. */
 #define ETW_EMIT(EVENT, ...)                                                                       \
