@@ -917,6 +917,7 @@ static void goal_set(goal *g, const char *what, stat3 s, double scale, int prec,
                      bool pass, const char *why_not)
 {
     snprintf(g->what, sizeof(g->what), "%s", what);
+    g->note[0] = '\0';
     if (s.n == 0) {
         snprintf(g->value, sizeof(g->value), "-");
         g->verdict = "not measured";
@@ -1016,8 +1017,12 @@ static void spec_label(const bench *b, unsigned si, bool flooder, char *out, siz
 static void print_table(const bench *b, const goal *g, unsigned ngoals)
 {
     const opts *o = &b->o;
-    printf("\namsibench: workload %s, %s bytes%s", bench_workload_name(o->wl), b->size_label,
-           o->utf16 ? " UTF-16LE" : "");
+    if (o->wl == BENCH_WL_DIR)
+        printf("\namsibench: workload dir:%s, %zu files, %.1f MiB", o->dir, b->wl.n,
+               (double)b->wl.bytes / 1048576.0);
+    else
+        printf("\namsibench: workload %s, %s bytes%s", bench_workload_name(o->wl), b->size_label,
+               o->utf16 ? " UTF-16LE" : "");
     if (o->wl != BENCH_WL_DIR)
         printf(", %.1f %% signed", o->signed_pct);
     if (o->wl == BENCH_WL_MIXED)
@@ -1044,7 +1049,7 @@ static void print_table(const bench *b, const goal *g, unsigned ngoals)
 
     printf("\nLatency in us (%s), median [min..max] over rounds\n",
            o->closed ? "closed loop: send to reply" : "open loop: from the intended send time");
-    printf("  %-28s %-22s %-22s %-22s %-22s %-22s %-24s\n", "target workload", "p50", "p90", "p99",
+    printf("  %-34s %-22s %-22s %-22s %-22s %-22s %-24s\n", "target workload", "p50", "p90", "p99",
            "p99.9", "max", "achieved req/s");
     for (unsigned si = 0; si < b->nspecs; si++)
         for (int fl = 0; fl < 1 + b->specs[si].flood; fl++) {
@@ -1054,13 +1059,13 @@ static void print_table(const bench *b, const goal *g, unsigned ngoals)
             for (int i = 0; i < 6; i++)
                 fmt3(c[i], sizeof(c[i]), spec_stat(b, si, fl, figs[i]), i == 5 ? 1.0 : 1000.0,
                      i == 5 ? 0 : 1);
-            printf("  %-28s %-22s %-22s %-22s %-22s %-22s %-24s\n", label, c[0], c[1], c[2], c[3],
+            printf("  %-34s %-22s %-22s %-22s %-22s %-22s %-24s\n", label, c[0], c[1], c[2], c[3],
                    c[4], c[5]);
         }
 
     printf("\nBeside it: service time (send to reply) and schedule lag (intended to actual send) "
            "in us, noise in %% of all cores\n");
-    printf("  %-28s %-20s %-20s %-18s %-20s %-14s %s\n", "target workload", "service p50",
+    printf("  %-34s %-20s %-20s %-18s %-20s %-14s %s\n", "target workload", "service p50",
            "service p99", "lag p99", "small-block p99", "noise %", "counts (all rounds)");
     for (unsigned si = 0; si < b->nspecs; si++)
         for (int fl = 0; fl < 1 + b->specs[si].flood; fl++) {
@@ -1069,7 +1074,7 @@ static void print_table(const bench *b, const goal *g, unsigned ngoals)
             static const figure figs[5] = {FIG_SVC50, FIG_SVC99, FIG_LAG99, FIG_SMALL99, FIG_NOISE};
             for (int i = 0; i < 5; i++)
                 fmt3(c[i], sizeof(c[i]), spec_stat(b, si, fl, figs[i]), i == 4 ? 1.0 : 1000.0, 1);
-            printf("  %-28s %-20s %-20s %-18s %-20s %-14s n=%llu err=%llu declined=%llu busy=%llu "
+            printf("  %-34s %-20s %-20s %-18s %-20s %-14s n=%llu err=%llu declined=%llu busy=%llu "
                    "detected=%llu unsent=%llu\n",
                    label, c[0], c[1], c[2], c[3], c[4],
                    (unsigned long long)spec_sum(b, si, fl, offsetof(row, count)),

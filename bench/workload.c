@@ -168,11 +168,11 @@ static int gzip_of(const uint8_t *in, size_t n, gen_buf *out)
 /*
  * One large item of the mixed workload, by turn: a ZIP of four scripts, a gzip'd script, an
  * OOXML document (a ZIP with a document part and a macro part), a script above the pool size.
- * Every fourth carries a signature (in a member, for containers).
+ * Half carry a signature (in a member, for containers): of every eight, the last four.
  */
 static int large_item(bench_workload *w, size_t *cap, uint64_t *rng, size_t idx)
 {
-    bool plant = idx % 4 == 3;
+    bool plant = idx % 8 >= 4; /* the second four of every eight */
     bench_item it = {.large = true, .planted = plant};
     gen_buf out = {0};
     uint8_t *parts[4] = {0};
@@ -314,7 +314,7 @@ int bench_workload_init(bench_workload *w, const bench_workload_spec *s)
     if (s->kind == BENCH_WL_MIXED && s->large_pct > 0) {
         /* Enough large items that large_pct of the requests drawn at random are large. */
         size_t nl = (size_t)ceil((double)s->nitems * s->large_pct / (100.0 - s->large_pct));
-        nl = nl < 4 ? 4 : nl > 64 ? 64 : nl;
+        nl = nl < 8 ? 8 : nl > 64 ? 64 : nl;
         for (size_t i = 0; i < nl; i++)
             if (large_item(w, &cap, &rng, i) != 0)
                 goto oom;
