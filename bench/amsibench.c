@@ -1371,28 +1371,14 @@ static bool parse_double(const char *s, double min, double max, double *out)
     return true;
 }
 
-static bool parse_u(const char *s, unsigned long long min, unsigned long long max,
-                    unsigned long long *out)
-{
-    char *end;
-    errno = 0;
-    if (*s == '-')
-        return false;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
-}
-
 /* --size BYTES or MIN-MAX. */
 static bool parse_size(const char *s, opts *o)
 {
     char a[32];
     const char *dash = strchr(s, '-');
-    unsigned long long lo, hi;
+    uint64_t lo, hi;
     if (dash == NULL) {
-        if (!parse_u(s, 64, INLINE_MAX, &lo))
+        if (!bench_parse_u64(s, 64, INLINE_MAX, &lo))
             return false;
         o->size_min = o->size_max = (size_t)lo;
         return true;
@@ -1401,7 +1387,8 @@ static bool parse_size(const char *s, opts *o)
         return false;
     memcpy(a, s, (size_t)(dash - s));
     a[dash - s] = '\0';
-    if (!parse_u(a, 64, INLINE_MAX, &lo) || !parse_u(dash + 1, 64, INLINE_MAX, &hi) || hi < lo)
+    if (!bench_parse_u64(a, 64, INLINE_MAX, &lo) ||
+        !bench_parse_u64(dash + 1, 64, INLINE_MAX, &hi) || hi < lo)
         return false;
     o->size_min = (size_t)lo;
     o->size_max = (size_t)hi;
@@ -1493,7 +1480,7 @@ static int parse_opts(int argc, char **argv, opts *o, char *amsid_buf, size_t ca
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        unsigned long long v = 0;
+        uint64_t v = 0;
         int k;
         bool ok = true;
         switch (c) {
@@ -1510,11 +1497,11 @@ static int parse_opts(int argc, char **argv, opts *o, char *amsid_buf, size_t ca
             o->utf16 = true;
             break;
         case O_CLIENTS:
-            ok = parse_u(optarg, 1, MAX_CLIENTS, &v);
+            ok = bench_parse_u64(optarg, 1, MAX_CLIENTS, &v);
             o->clients = (unsigned)v;
             break;
         case O_THREADS:
-            ok = parse_u(optarg, 1, MAX_THREADS, &v);
+            ok = bench_parse_u64(optarg, 1, MAX_THREADS, &v);
             o->threads = (unsigned)v;
             break;
         case O_RATE:
@@ -1530,7 +1517,7 @@ static int parse_opts(int argc, char **argv, opts *o, char *amsid_buf, size_t ca
             ok = parse_double(optarg, 0, 600, &o->warmup);
             break;
         case O_REPEAT:
-            ok = have_repeat = parse_u(optarg, 1, MAX_ROUNDS, &v);
+            ok = have_repeat = bench_parse_u64(optarg, 1, MAX_ROUNDS, &v);
             o->repeat = (unsigned)v;
             break;
         case O_FLOOR:
@@ -1567,7 +1554,7 @@ static int parse_opts(int argc, char **argv, opts *o, char *amsid_buf, size_t ca
             ok = parse_double(optarg, 0, 99, &o->large_pct);
             break;
         case O_ITEMS:
-            ok = have_items = parse_u(optarg, 1, 100000, &v);
+            ok = have_items = bench_parse_u64(optarg, 1, 100000, &v);
             o->nitems = (unsigned)v;
             break;
         case O_AMSID:
@@ -1579,7 +1566,7 @@ static int parse_opts(int argc, char **argv, opts *o, char *amsid_buf, size_t ca
                 o->sets[o->nsets++] = optarg;
             break;
         case O_SEED:
-            ok = parse_u(optarg, 0, UINT64_MAX, &v);
+            ok = bench_parse_u64(optarg, 0, UINT64_MAX, &v);
             o->seed = v;
             break;
         case O_HELP:
@@ -1648,7 +1635,7 @@ static int remove_entry(const char *path, const struct stat *st, int type, struc
 static pid_t start_broker(bench *b, const char *sock, const char *ctl, const char *log,
                           bool default_limits)
 {
-    const char *sets[8 + MAX_SETS];
+    const char *sets[8];
     unsigned n = 0;
     sets[n++] = "engine.scan_archives=1";
     sets[n++] = "broker.cache_entries=0";
@@ -1657,15 +1644,15 @@ static pid_t start_broker(bench *b, const char *sock, const char *ctl, const cha
         sets[n++] = BENCH_HIGH_LIMITS_BURST;
         sets[n++] = BENCH_HIGH_LIMITS_NMAX;
     }
-    for (unsigned i = 0; i < b->o.nsets; i++)
-        sets[n++] = b->o.sets[i];
     bench_amsid a = {.exe = b->o.amsid,
                      .rules = b->o.rules,
                      .socket = sock,
                      .control = ctl,
                      .log = log,
                      .sets = sets,
-                     .nsets = n};
+                     .nsets = n,
+                     .user_sets = b->o.sets,
+                     .nuser_sets = b->o.nsets};
     return bench_amsid_start(&a, &g_stop);
 }
 

@@ -46,18 +46,42 @@ uint64_t bench_rng_next(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-bool bench_can_connect(const char *path)
+int bench_unix_connect(const char *path, int type)
 {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof(addr.sun_path))
-        return false;
+        return -1;
     memcpy(addr.sun_path, path, strlen(path) + 1);
-    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+bool bench_can_connect(const char *path)
+{
+    int fd = bench_unix_connect(path, SOCK_SEQPACKET);
     if (fd < 0)
         return false;
-    bool ok = connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0;
     close(fd);
-    return ok;
+    return true;
+}
+
+bool bench_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (*s == '-')
+        return false;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
 }
 
 void bench_show_log(const char *path)
@@ -138,9 +162,9 @@ pid_t bench_amsid_start(const bench_amsid *a, const volatile sig_atomic_t *stop)
         a->exe,  "--foreground", "--socket", a->socket,           "--set", set_ctl,
         "--set", set_rules,      "--set",    "engine.cache_dir=", "--set", set_threads};
     unsigned argc = a->threads ? FIXED_ARGS : FIXED_ARGS - 2;
-    for (unsigned i = 0; i < a->nsets && argc + 3 < MAX_ARGS; i++) {
+    for (unsigned i = 0; i < a->nsets + a->nuser_sets && argc + 3 < MAX_ARGS; i++) {
         argv[argc++] = "--set";
-        argv[argc++] = a->sets[i];
+        argv[argc++] = i < a->nsets ? a->sets[i] : a->user_sets[i - a->nsets];
     }
     argv[argc] = NULL;
     const char *me = program_invocation_short_name;
@@ -182,17 +206,14 @@ pid_t bench_amsid_start(const bench_amsid *a, const volatile sig_atomic_t *stop)
 
 int bench_control(const char *control, const char *cmd, char *out, size_t cap)
 {
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    if (cap == 0 || strlen(control) >= sizeof(addr.sun_path))
+    if (cap == 0)
         return -1;
-    memcpy(addr.sun_path, control, strlen(control) + 1);
-    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    int fd = bench_unix_connect(control, SOCK_SEQPACKET);
     if (fd < 0)
         return -1;
     ssize_t n = -1;
     size_t len = strlen(cmd);
-    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0 &&
-        send(fd, cmd, len, MSG_NOSIGNAL) == (ssize_t)len) {
+    if (send(fd, cmd, len, MSG_NOSIGNAL) == (ssize_t)len) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (poll(&p, 1, 2000) == 1)
             n = recv(fd, out, cap - 1, 0);

@@ -27,8 +27,12 @@ void bench_sleep_ms(unsigned ms);
 void bench_sleep_until(uint64_t t, const volatile sig_atomic_t *stop);
 /* splitmix64: a small, good generator; the same seed gives the same sequence. */
 uint64_t bench_rng_next(uint64_t *state);
+/* An AF_UNIX socket of type (SOCK_SEQPACKET, SOCK_STREAM) connected to path, or -1. */
+int bench_unix_connect(const char *path, int type);
 /* True when a SOCK_SEQPACKET connect to path succeeds (the server is up). */
 bool bench_can_connect(const char *path);
+/* Parses a decimal number in [min, max] (the whole string). Returns false when it is not one. */
+bool bench_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 /* Copies a log file to stderr (to explain a server that did not come up). */
 void bench_show_log(const char *path);
 /* The amsid to run: the one the build names, else <exe dir>/../broker/amsid (in buf). */
@@ -51,6 +55,8 @@ typedef struct bench_amsid {
     unsigned threads;        /* broker.threads; 0 leaves amsid's default */
     const char *const *sets; /* more --set values (SECTION.KEY=VALUE), nsets of them */
     unsigned nsets;
+    const char *const *user_sets; /* and the command line's, after them (nuser_sets) */
+    unsigned nuser_sets;
 } bench_amsid;
 
 /*

@@ -239,20 +239,16 @@ static uint8_t *next_block(corpus *c, bool repeat, uint64_t k, uint64_t unique_s
 static pid_t start_amsid(bench *b, const char *socket_path, const char *ctl, const char *log_path,
                          const char *const *limits, unsigned nlimits)
 {
-    const char *sets[4 + MAX_SETS];
-    unsigned n = 0;
-    for (unsigned i = 0; i < nlimits && i < 4; i++)
-        sets[n++] = limits[i];
-    for (unsigned i = 0; i < b->o.nsets; i++)
-        sets[n++] = b->o.sets[i];
     bench_amsid a = {.exe = b->o.amsid,
                      .rules = b->o.rules,
                      .socket = socket_path,
                      .control = ctl,
                      .log = log_path,
                      .threads = b->o.threads,
-                     .sets = sets,
-                     .nsets = n};
+                     .sets = limits,
+                     .nsets = nlimits,
+                     .user_sets = b->o.sets,
+                     .nuser_sets = b->o.nsets};
     return bench_amsid_start(&a, &g_stop);
 }
 
@@ -797,18 +793,6 @@ static int parse_list(const char *list, const char *const *names, unsigned n, un
     return *mask ? 0 : -1;
 }
 
-static bool parse_uint(const char *s, unsigned long long min, unsigned long long max,
-                       unsigned long long *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
-}
-
 /* Parses the command line. Returns 0, 1 (help printed) or -1 (bad option, usage printed). */
 static int parse_opts(int argc, char **argv, bench_opts *o, char *amsid_buf, size_t cap)
 {
@@ -837,7 +821,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o, char *amsid_buf, siz
     bool have_duration = false, have_repeat = false;
     int opt;
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        unsigned long long v = 0;
+        uint64_t v = 0;
         char *end;
         switch (opt) {
         case 'a':
@@ -847,12 +831,12 @@ static int parse_opts(int argc, char **argv, bench_opts *o, char *amsid_buf, siz
             o->rules = optarg;
             break;
         case 's':
-            if (!parse_uint(optarg, 64, INLINE_MAX, &v))
+            if (!bench_parse_u64(optarg, 64, INLINE_MAX, &v))
                 goto bad;
             o->size = (size_t)v;
             break;
         case 'c':
-            if (!parse_uint(optarg, 1, MAX_CLIENTS, &v))
+            if (!bench_parse_u64(optarg, 1, MAX_CLIENTS, &v))
                 goto bad;
             o->clients = (unsigned)v;
             break;
@@ -863,18 +847,18 @@ static int parse_opts(int argc, char **argv, bench_opts *o, char *amsid_buf, siz
             have_duration = true;
             break;
         case 'k':
-            if (!parse_uint(optarg, 1, 256, &v))
+            if (!bench_parse_u64(optarg, 1, 256, &v))
                 goto bad;
             o->repeat = (unsigned)v;
             have_repeat = true;
             break;
         case 't':
-            if (!parse_uint(optarg, 1, 64, &v))
+            if (!bench_parse_u64(optarg, 1, 64, &v))
                 goto bad;
             o->threads = (unsigned)v;
             break;
         case 'S':
-            if (!parse_uint(optarg, 0, UINT64_MAX, &v))
+            if (!bench_parse_u64(optarg, 0, UINT64_MAX, &v))
                 goto bad;
             o->seed = v;
             break;

@@ -208,19 +208,12 @@ static int write_ldb(const rulesub *rs, const char *path, bool with_hex)
     return fclose(f) == 0 && n > 0 ? n : -1;
 }
 
-static int unix_connect(const char *path, int type)
+/* A stream connection to clamd with send and receive timeouts, or -1. */
+static int clamd_connect(const char *path)
 {
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof(addr.sun_path))
-        return -1;
-    memcpy(addr.sun_path, path, strlen(path) + 1);
-    int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+    int fd = bench_unix_connect(path, SOCK_STREAM);
     if (fd < 0)
         return -1;
-    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
-        close(fd);
-        return -1;
-    }
     struct timeval tv = {.tv_sec = CLAMD_TIMEOUT_MS / 1000};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -262,7 +255,7 @@ static ssize_t read_reply(int fd, char *out, size_t cap)
 
 static int clamd_scan(bench_peer *p, const void *data, size_t len, bool *detected)
 {
-    int fd = unix_connect(p->socket, SOCK_STREAM);
+    int fd = clamd_connect(p->socket);
     if (fd < 0)
         return -1;
     bool ok = send_all(fd, "zINSTREAM", 10);
@@ -316,7 +309,7 @@ static int clamd_start(bench_peer *p, const char *conf, const char *log)
             p->clamd = -1;
             return -1;
         }
-        int fd = unix_connect(p->socket, SOCK_STREAM);
+        int fd = clamd_connect(p->socket);
         if (fd >= 0) {
             char reply[64];
             bool pong = send_all(fd, "zPING", 6) && read_reply(fd, reply, sizeof(reply)) > 0 &&

@@ -246,16 +246,7 @@ static void check(client *c, const char *what, HRESULT hr, AMSI_RESULT r, int wa
 
 static int raw_connect(const char *path)
 {
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    memcpy(addr.sun_path, path, strlen(path) + 1);
-    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
+    return bench_unix_connect(path, SOCK_SEQPACKET);
 }
 
 /* Encodes a request header (+ names) into head. Returns its length or 0. */
@@ -820,17 +811,6 @@ static void usage(FILE *f)
           f);
 }
 
-static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
-}
-
 /* Returns 0, 1 (help printed) or -1 (bad option). */
 static int parse_opts(int argc, char **argv, soak_opts *o, char *amsid_buf, size_t cap)
 {
@@ -867,20 +847,20 @@ static int parse_opts(int argc, char **argv, soak_opts *o, char *amsid_buf, size
             o->control = optarg;
             break;
         case 'n':
-            if (!parse_u64(optarg, 1, 1000000000000ull, &o->requests))
+            if (!bench_parse_u64(optarg, 1, 1000000000000ull, &o->requests))
                 goto bad;
             break;
         case 'c':
-            if (!parse_u64(optarg, 1, MAX_CLIENTS, &v))
+            if (!bench_parse_u64(optarg, 1, MAX_CLIENTS, &v))
                 goto bad;
             o->clients = (unsigned)v;
             break;
         case 'e':
-            if (!parse_u64(optarg, 1000, UINT64_MAX, &o->sample_every))
+            if (!bench_parse_u64(optarg, 1000, UINT64_MAX, &o->sample_every))
                 goto bad;
             break;
         case 'w':
-            if (!parse_u64(optarg, 0, UINT64_MAX, &o->warmup))
+            if (!bench_parse_u64(optarg, 0, UINT64_MAX, &o->warmup))
                 goto bad;
             have_warmup = true;
             break;
@@ -890,7 +870,7 @@ static int parse_opts(int argc, char **argv, soak_opts *o, char *amsid_buf, size
                 goto bad;
             break;
         case 'S':
-            if (!parse_u64(optarg, 0, UINT64_MAX, &o->seed))
+            if (!bench_parse_u64(optarg, 0, UINT64_MAX, &o->seed))
                 goto bad;
             break;
         case 'h':
