@@ -111,6 +111,8 @@ typedef struct opts {
     unsigned nitems;
     const char *sets[MAX_SETS];
     unsigned nsets;
+    const char *variant; /* a second broker with this --set, measured beside the first */
+    const char *markdown;
     uint64_t seed;
 } opts;
 
@@ -168,9 +170,9 @@ typedef struct bench {
     opts o;
     char tmpdir[64];
     char scan_sock[108], ctl_sock[108], amsid_log[128];
-    char lim_sock[108], lim_ctl[108], lim_log[128];
+    char alt_sock[108], alt_ctl[108], alt_log[128];
     char echo_sock[108];
-    pid_t amsid_pid, lim_pid, echo_pid;
+    pid_t amsid_pid, alt_pid, echo_pid;
     unsigned server_threads;
     bench_workload wl;
     size_t max_small; /* largest small item, for the threads' stamp buffers */
@@ -523,9 +525,9 @@ static void take_snap(const bench *b, const spec *sp, cpu_snap *s)
         children = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000u +
                    (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000u;
     s->ours_ns = children + bench_proc_cpu_ns(getpid());
-    pid_t servers[4] = {b->amsid_pid, b->lim_pid, b->echo_pid, sp->server};
+    pid_t servers[4] = {b->amsid_pid, b->alt_pid, b->echo_pid, sp->server};
     for (int i = 0; i < 4; i++)
-        if (servers[i] > 0 && (i < 3 || (servers[i] != b->amsid_pid && servers[i] != b->lim_pid &&
+        if (servers[i] > 0 && (i < 3 || (servers[i] != b->amsid_pid && servers[i] != b->alt_pid &&
                                          servers[i] != b->echo_pid)))
             s->ours_ns += bench_proc_cpu_ns(servers[i]);
     s->busy_ns = machine_busy_ns();
@@ -1254,6 +1256,74 @@ static int write_json(const bench *b, const char *path, const goal *g, unsigned 
 }
 
 /*
+ * Writes the run's summary as Markdown: one line on the setup, a table of median [min..max] per
+ * target and workload (latency in us), the detection check and the goals.
+ */
+static int write_markdown(const bench *b, const char *path, const goal *g, unsigned ngoals)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        fprintf(stderr, "amsibench: cannot write %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    const opts *o = &b->o;
+    fprintf(f, "%u client process%s x %u thread%s, %s", o->clients, o->clients == 1 ? "" : "es",
+            o->threads, o->threads == 1 ? "" : "s", o->closed ? "closed loop" : "open loop");
+    if (!o->closed)
+        fprintf(f, " at %.0f requests/s%s", o->rate,
+                b->calibrated_rps > 0 ? " (50 % of the broker's closed-loop capacity)" : "");
+    fprintf(f,
+            "; workload %s, %s bytes%s; %u rounds of %.1f s. Latency in us%s; median "
+            "[min..max] over rounds.\n\n",
+            o->wl == BENCH_WL_DIR ? o->dir : bench_workload_name(o->wl), b->size_label,
+            o->utf16 ? " UTF-16LE" : "", o->repeat, o->duration,
+            o->closed ? "" : " from the intended send time");
+    fprintf(f, "| target | workload | p50 | p90 | p99 | p99.9 | max | req/s | service p99 | "
+               "small-block p99 | noise %% | errors | declined | busy |\n");
+    fprintf(f, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for (unsigned si = 0; si < b->nspecs; si++)
+        for (int fl = 0; fl < 1 + b->specs[si].flood; fl++) {
+            static const figure figs[] = {FIG_P50, FIG_P90,   FIG_P99,     FIG_P999, FIG_MAX,
+                                          FIG_RPS, FIG_SVC99, FIG_SMALL99, FIG_NOISE};
+            fprintf(f, "| %s | %s%s |", target_names[b->specs[si].target], b->specs[si].workload,
+                    fl ? " (flooder)" : "");
+            for (size_t i = 0; i < sizeof(figs) / sizeof(figs[0]); i++) {
+                char c[64];
+                bool raw = figs[i] == FIG_RPS || figs[i] == FIG_NOISE;
+                fmt3(c, sizeof(c), spec_stat(b, si, fl, figs[i]), raw ? 1.0 : 1000.0,
+                     figs[i] == FIG_RPS ? 0 : 1);
+                fprintf(f, " %s |", c);
+            }
+            fprintf(f, " %llu | %llu | %llu |\n",
+                    (unsigned long long)spec_sum(b, si, fl, offsetof(row, errors)),
+                    (unsigned long long)spec_sum(b, si, fl, offsetof(row, declined)),
+                    (unsigned long long)spec_sum(b, si, fl, offsetof(row, busy)));
+        }
+    fprintf(f, "\nDetection check (%zu items, %llu planted):", b->chk.n,
+            (unsigned long long)b->chk.planted);
+    for (int t = 0; t < TG_KINDS; t++)
+        if (b->chk.ran[t])
+            fprintf(f, " %s %llu%s", target_names[t], (unsigned long long)b->chk.detected[t],
+                    t == TG_BROKER         ? ""
+                    : b->chk.mismatches[t] ? " (MISMATCHES with the broker: see the log)"
+                                           : " (same as the broker)");
+    fprintf(f, ".\n\n");
+    bool any = false;
+    for (unsigned i = 0; i < ngoals; i++) {
+        if (strcmp(g[i].verdict, "not measured") == 0)
+            continue;
+        if (!any)
+            fprintf(f, "| goal | value | verdict |\n|---|---|---|\n");
+        any = true;
+        fprintf(f, "| %s | %s | **%s**%s%s |\n", g[i].what, g[i].value, g[i].verdict,
+                g[i].note[0] ? " " : "", g[i].note);
+    }
+    if (any)
+        fprintf(f, "\n");
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/*
  * Draws latency against percentile (both on log scales, the percentile axis as 1 / (1 - p) so
  * the tail gets room), one line per target and workload, from each spec's latencies merged over
  * the rounds. gnuplot runs in a child with a bounded wait. Returns 0 or -1.
@@ -1331,7 +1401,8 @@ static void usage(FILE *f)
         "                 [--floor] [--peer clamd|yara|hyperscan]... [--rules PATH]\n"
         "                 [--json FILE] [--csv FILE] [--plot FILE.png] [--quick]\n"
         "                 [--flood] [--signed PCT] [--large PCT] [--items N] [--amsid PATH]\n"
-        "                 [--set SECTION.KEY=VALUE]... [--seed N]\n"
+        "                 [--set SECTION.KEY=VALUE]... [--variant SECTION.KEY=VALUE]\n"
+        "                 [--markdown FILE] [--seed N]\n"
         "  --socket PATH   drive the broker already listening there (default: start the build's\n"
         "                  amsid on the bundled rules, limits out of reach, scan_archives on,\n"
         "                  verdict cache off)\n"
@@ -1356,6 +1427,9 @@ static void usage(FILE *f)
         "  --large PCT     mixed: share of requests that are large items (default 5)\n"
         "  --items N       small items generated (default 256)\n"
         "  --amsid PATH    the amsid to start; --set S.K=V passed on to it (repeatable)\n"
+        "  --variant S.K=V a second amsid with this setting too, measured in the same rounds\n"
+        "                  (e.g. trace.backend=lttng: tracing on against off)\n"
+        "  --markdown F    the summary and goals as Markdown (for bench/RESULTS.md)\n"
         "  --seed N        generator seed (default 1)\n",
         f);
 }
@@ -1439,7 +1513,9 @@ static int parse_opts(int argc, char **argv, opts *o, char *amsid_buf, size_t ca
         O_AMSID,
         O_SET,
         O_SEED,
-        O_HELP
+        O_HELP,
+        O_VARIANT,
+        O_MARKDOWN
     };
     static const struct option lo[] = {{"socket", required_argument, NULL, O_SOCKET},
                                        {"workload", required_argument, NULL, O_WORKLOAD},
@@ -1467,6 +1543,8 @@ static int parse_opts(int argc, char **argv, opts *o, char *amsid_buf, size_t ca
                                        {"set", required_argument, NULL, O_SET},
                                        {"seed", required_argument, NULL, O_SEED},
                                        {"help", no_argument, NULL, O_HELP},
+                                       {"variant", required_argument, NULL, O_VARIANT},
+                                       {"markdown", required_argument, NULL, O_MARKDOWN},
                                        {NULL, 0, NULL, 0}};
     *o = (opts){.clients = 1,
                 .threads = 1,
@@ -1569,6 +1647,13 @@ static int parse_opts(int argc, char **argv, opts *o, char *amsid_buf, size_t ca
             ok = bench_parse_u64(optarg, 0, UINT64_MAX, &v);
             o->seed = v;
             break;
+        case O_VARIANT:
+            o->variant = optarg;
+            ok = strchr(optarg, '=') != NULL && strlen(optarg) < 40;
+            break;
+        case O_MARKDOWN:
+            o->markdown = optarg;
+            break;
         case O_HELP:
             usage(stdout);
             return 1;
@@ -1589,6 +1674,10 @@ static int parse_opts(int argc, char **argv, opts *o, char *amsid_buf, size_t ca
     }
     if (o->rate_set && o->closed) {
         fprintf(stderr, "amsibench: --rate and --closed exclude each other\n");
+        return -1;
+    }
+    if (o->variant && o->socket) {
+        fprintf(stderr, "amsibench: --variant starts a second amsid of ours; drop --socket\n");
         return -1;
     }
     if (o->flood && o->closed) {
@@ -1631,12 +1720,17 @@ static int remove_entry(const char *path, const struct stat *st, int type, struc
     return 0;
 }
 
-/* Starts an amsid of ours: limits out of reach (or amsid's defaults), archives on, no cache. */
+/*
+ * Starts an amsid of ours: limits out of reach (or amsid's defaults), archives on, no cache, and
+ * the variant's setting when asked.
+ */
 static pid_t start_broker(bench *b, const char *sock, const char *ctl, const char *log,
-                          bool default_limits)
+                          bool default_limits, const char *variant)
 {
     const char *sets[8];
     unsigned n = 0;
+    if (variant)
+        sets[n++] = variant;
     sets[n++] = "engine.scan_archives=1";
     sets[n++] = "broker.cache_entries=0";
     if (!default_limits) {
@@ -1685,8 +1779,8 @@ static int plan_specs(bench *b)
     int rc = 0;
     if (o->flood) {
         char q[64], f[64];
-        const char *lim = o->socket ? o->socket : b->lim_sock;
-        pid_t lp = o->socket ? -1 : b->lim_pid;
+        const char *lim = o->socket ? o->socket : b->alt_sock;
+        pid_t lp = o->socket ? -1 : b->alt_pid;
         snprintf(q, sizeof(q), "%s-quiet", wl);
         snprintf(f, sizeof(f), "%s-flooded", wl);
         rc |= add_spec(b, TG_BROKER, q, mixed, false, lim, NULL, lp);
@@ -1694,6 +1788,11 @@ static int plan_specs(bench *b)
         return rc;
     }
     rc |= add_spec(b, TG_BROKER, wl, mixed, false, broker_sock, NULL, b->amsid_pid);
+    if (o->variant) {
+        char label[48];
+        snprintf(label, sizeof(label), "%s+%s", wl, o->variant);
+        rc |= add_spec(b, TG_BROKER, label, mixed, false, b->alt_sock, NULL, b->alt_pid);
+    }
     if (mixed)
         rc |= add_spec(b, TG_BROKER, "mixed-small", false, false, broker_sock, NULL, b->amsid_pid);
     if (o->floor)
@@ -1747,11 +1846,19 @@ static int start_servers(bench *b)
                     o->amsid);
             return -1;
         }
-        if ((b->amsid_pid = start_broker(b, b->scan_sock, b->ctl_sock, b->amsid_log, false)) < 0)
+        if ((b->amsid_pid = start_broker(b, b->scan_sock, b->ctl_sock, b->amsid_log, false, NULL)) <
+            0)
             return -1;
-        if (o->flood &&
-            (b->lim_pid = start_broker(b, b->lim_sock, b->lim_ctl, b->lim_log, true)) < 0)
+        if ((o->flood || o->variant) &&
+            (b->alt_pid =
+                 start_broker(b, b->alt_sock, b->alt_ctl, b->alt_log, o->flood, o->variant)) < 0) {
+            if (o->variant)
+                fprintf(stderr,
+                        "amsibench: the broker with --variant %s did not start: that "
+                        "setting is not available in this amsid\n",
+                        o->variant);
             return -1;
+        }
     } else if (!bench_can_connect(o->socket)) {
         fprintf(stderr, "amsibench: no broker answers on %s\n", o->socket);
         return -1;
@@ -1780,14 +1887,14 @@ static void stop_servers(bench *b)
     }
     if (b->echo_pid > 0)
         bench_stop_process(b->echo_pid, 10000);
-    pid_t brokers[2] = {b->amsid_pid, b->lim_pid};
-    const char *logs[2] = {b->amsid_log, b->lim_log};
+    pid_t brokers[2] = {b->amsid_pid, b->alt_pid};
+    const char *logs[2] = {b->amsid_log, b->alt_log};
     for (int i = 0; i < 2; i++)
         if (brokers[i] > 0 && bench_stop_process(brokers[i], 15000) != 0) {
             fprintf(stderr, "amsibench: amsid did not exit cleanly\n");
             bench_show_log(logs[i]);
         }
-    b->echo_pid = b->amsid_pid = b->lim_pid = -1;
+    b->echo_pid = b->amsid_pid = b->alt_pid = -1;
 }
 
 int main(int argc, char **argv)
@@ -1797,7 +1904,7 @@ int main(int argc, char **argv)
     int prc = parse_opts(argc, argv, &b.o, amsid_buf, sizeof(amsid_buf));
     if (prc != 0)
         return prc > 0 ? 0 : 2;
-    b.amsid_pid = b.lim_pid = b.echo_pid = -1;
+    b.amsid_pid = b.alt_pid = b.echo_pid = -1;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     b.server_threads = (unsigned)(cores > 0 ? cores : 1);
 
@@ -1821,9 +1928,9 @@ int main(int argc, char **argv)
     snprintf(b.scan_sock, sizeof(b.scan_sock), "%s/scan.sock", b.tmpdir);
     snprintf(b.ctl_sock, sizeof(b.ctl_sock), "%s/control.sock", b.tmpdir);
     snprintf(b.amsid_log, sizeof(b.amsid_log), "%s/amsid.log", b.tmpdir);
-    snprintf(b.lim_sock, sizeof(b.lim_sock), "%s/limited.sock", b.tmpdir);
-    snprintf(b.lim_ctl, sizeof(b.lim_ctl), "%s/limited-control.sock", b.tmpdir);
-    snprintf(b.lim_log, sizeof(b.lim_log), "%s/amsid-limited.log", b.tmpdir);
+    snprintf(b.alt_sock, sizeof(b.alt_sock), "%s/alt.sock", b.tmpdir);
+    snprintf(b.alt_ctl, sizeof(b.alt_ctl), "%s/alt-control.sock", b.tmpdir);
+    snprintf(b.alt_log, sizeof(b.alt_log), "%s/amsid-alt.log", b.tmpdir);
     snprintf(b.echo_sock, sizeof(b.echo_sock), "%s/echo.sock", b.tmpdir);
 
     bench_workload_spec ws = {.kind = b.o.wl,
@@ -1889,6 +1996,8 @@ int main(int argc, char **argv)
     if (b.o.json && write_json(&b, b.o.json, goals, ngoals, argc, argv) != 0)
         status = 1;
     if (b.o.csv && write_csv(&b, b.o.csv) != 0)
+        status = 1;
+    if (b.o.markdown && write_markdown(&b, b.o.markdown, goals, ngoals) != 0)
         status = 1;
     if (b.o.plot && write_plot(&b, b.o.plot) != 0) {
         fprintf(stderr, "amsibench: the plot %s was not drawn\n", b.o.plot);
