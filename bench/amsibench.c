@@ -785,7 +785,9 @@ typedef enum figure {
     FIG_P90,
     FIG_P99,
     FIG_P999,
+    FIG_P9999,
     FIG_MAX,
+    FIG_MEAN,
     FIG_RPS,
     FIG_SVC50,
     FIG_SVC99,
@@ -805,6 +807,10 @@ static double figure_of(const row *r, figure f)
         return (double)r->p99;
     case FIG_P999:
         return (double)r->p999;
+    case FIG_P9999:
+        return (double)r->p9999;
+    case FIG_MEAN:
+        return r->mean;
     case FIG_MAX:
         return (double)r->max;
     case FIG_RPS:
@@ -1058,18 +1064,19 @@ static void print_table(const bench *b, const goal *g, unsigned ngoals)
 
     printf("\nLatency in us (%s), median [min..max] over rounds\n",
            o->closed ? "closed loop: send to reply" : "open loop: from the intended send time");
-    printf("  %-34s %-22s %-22s %-22s %-22s %-22s %-24s\n", "target workload", "p50", "p90", "p99",
-           "p99.9", "max", "achieved req/s");
+    printf("  %-34s %-20s %-20s %-20s %-20s %-20s %-20s %-20s %s\n", "target workload", "p50",
+           "p90", "p99", "p99.9", "p99.99", "max", "mean", "achieved req/s");
     for (unsigned si = 0; si < b->nspecs; si++)
         for (int fl = 0; fl < 1 + b->specs[si].flood; fl++) {
-            char label[96], c[6][64];
+            char label[96], c[8][64];
             spec_label(b, si, fl, label, sizeof(label));
-            static const figure figs[6] = {FIG_P50, FIG_P90, FIG_P99, FIG_P999, FIG_MAX, FIG_RPS};
-            for (int i = 0; i < 6; i++)
-                fmt3(c[i], sizeof(c[i]), spec_stat(b, si, fl, figs[i]), i == 5 ? 1.0 : 1000.0,
-                     i == 5 ? 0 : 1);
-            printf("  %-34s %-22s %-22s %-22s %-22s %-22s %-24s\n", label, c[0], c[1], c[2], c[3],
-                   c[4], c[5]);
+            static const figure figs[8] = {FIG_P50,   FIG_P90, FIG_P99,  FIG_P999,
+                                           FIG_P9999, FIG_MAX, FIG_MEAN, FIG_RPS};
+            for (int i = 0; i < 8; i++)
+                fmt3(c[i], sizeof(c[i]), spec_stat(b, si, fl, figs[i]), i == 7 ? 1.0 : 1000.0,
+                     i == 7 ? 0 : 1);
+            printf("  %-34s %-20s %-20s %-20s %-20s %-20s %-20s %-20s %s\n", label, c[0], c[1],
+                   c[2], c[3], c[4], c[5], c[6], c[7]);
         }
 
     printf("\nBeside it: service time (send to reply) and schedule lag (intended to actual send) "

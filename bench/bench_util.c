@@ -96,40 +96,48 @@ void bench_show_log(const char *path)
     fclose(f);
 }
 
-const char *bench_default_amsid(char *buf, size_t cap)
+/* Writes <directory of this executable>/tail into buf. Returns buf, or NULL when it does not fit.
+ */
+static const char *beside_exe(char *buf, size_t cap, const char *tail)
 {
-#ifdef AMSI_BENCH_AMSID
-    (void)buf;
-    (void)cap;
-    return AMSI_BENCH_AMSID;
-#else
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
     if (n <= 0)
-        return "broker/amsid";
+        return NULL;
     exe[n] = '\0';
-    for (int i = 0; i < 2; i++) {
-        char *slash = strrchr(exe, '/');
-        if (slash)
-            *slash = '\0';
-    }
-    static const char tail[] = "/broker/amsid";
-    size_t len = strlen(exe);
-    if (len + sizeof(tail) > cap)
-        return "broker/amsid";
-    memcpy(buf, exe, len);
-    memcpy(buf + len, tail, sizeof(tail));
-    return buf;
+    char *slash = strrchr(exe, '/');
+    if (slash == NULL)
+        return NULL;
+    *slash = '\0';
+    int w = snprintf(buf, cap, "%s/%s", exe, tail);
+    return w > 0 && (size_t)w < cap ? buf : NULL;
+}
+
+const char *bench_default_amsid(char *buf, size_t cap)
+{
+#ifdef AMSI_BENCH_AMSID
+    if (access(AMSI_BENCH_AMSID, X_OK) == 0)
+        return AMSI_BENCH_AMSID;
 #endif
+    /* Installed side by side (bin/amsid), or run from a build tree (bench/../broker/amsid). */
+    const char *p = beside_exe(buf, cap, "amsid");
+    if (p != NULL && access(p, X_OK) == 0)
+        return p;
+    p = beside_exe(buf, cap, "../broker/amsid");
+    return p != NULL ? p : "amsid";
 }
 
 const char *bench_default_rules(void)
 {
 #ifdef AMSI_BENCH_RULES
-    return AMSI_BENCH_RULES;
-#else
-    return "engine/rules/default.yar";
+    if (access(AMSI_BENCH_RULES, R_OK) == 0)
+        return AMSI_BENCH_RULES;
 #endif
+#ifdef AMSI_BENCH_INSTALLED_RULES
+    if (access(AMSI_BENCH_INSTALLED_RULES, R_OK) == 0)
+        return AMSI_BENCH_INSTALLED_RULES;
+#endif
+    return "engine/rules/default.yar";
 }
 
 int bench_stop_process(pid_t pid, unsigned timeout_ms)

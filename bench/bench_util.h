@@ -35,9 +35,15 @@ bool bench_can_connect(const char *path);
 bool bench_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 /* Copies a log file to stderr (to explain a server that did not come up). */
 void bench_show_log(const char *path);
-/* The amsid to run: the one the build names, else <exe dir>/../broker/amsid (in buf). */
+/*
+ * The amsid to run: the one the build names when it exists, else amsid beside this executable
+ * (installed), else <exe dir>/../broker/amsid (in buf).
+ */
 const char *bench_default_amsid(char *buf, size_t cap);
-/* The rules to give it: the bundled rules the build names, else engine/rules/default.yar. */
+/*
+ * The rules to give it: the bundled rules the build names when readable, else the installed
+ * copy when the build names one, else engine/rules/default.yar.
+ */
 const char *bench_default_rules(void);
 /*
  * SIGTERM, then waits up to timeout_ms for the process to exit (SIGKILL after that). Returns its

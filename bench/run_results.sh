@@ -138,6 +138,17 @@ commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
     echo "the CPU time other processes took during a run, in % of all cores: above a few %, the"
     echo "tails say more about the machine than about the broker."
     echo
+    echo "## Goals at a glance"
+    echo
+    echo "| goal | value | verdict |"
+    echo "|---|---|---|"
+    # Each goal from the first scenario that measured it.
+    for f in one-client eight-clients open-half notify mixed flood peers lttng; do
+        [ -f "$work/$f.md" ] && grep -h '\*\*\(PASS\|MISS\)\*\*' "$work/$f.md"
+    done | awk -F'|' '!seen[$2]++'
+    [ -f "$work/lttng.md" ] ||
+        echo "| LTTng tracing on against off | - | not available (amsid has no trace.backend=lttng yet) |"
+    echo
     cat "$work/body.md"
 } >"$out"
 echo "run_results.sh: wrote $out" >&2
