@@ -492,7 +492,12 @@ static void client_main(const bench *b, const spec *sp, run_share *share, unsign
         if (ws[t].out != NULL)
             slot_merge(mine, ws[t].out);
         bench_peer_worker_destroy(ws[t].pw);
+        free(ws[t].out);
+        free(ws[t].buf);
     }
+    free(ws);
+    free(th);
+    pthread_barrier_destroy(&ready);
     mine->done = !failed;
     if (ctx != NULL)
         AmsiUninitialize(ctx);
