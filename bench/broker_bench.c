@@ -36,6 +36,8 @@
 #include "amsi.h"
 #include "amsi_protocol.h"
 #include "bench_util.h"
+#include "echo.h"
+#include "gen.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -62,16 +64,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_CLIENTS     256
-#define CACHED_BLOCKS   16
-#define WARMUP_CALLS    200
-#define STAMP_PREFIX    "# bench-block "
-#define STAMP_DIGITS    16
-#define ECHO_MAX_EVENTS 64
-#define INLINE_MAX      (1u << 20) /* amsid's default broker.inline_max */
-#define NTARGETS        4
-#define MAX_SETS        16
-#define MAX_SLICES      1024 /* slices of one multi-client round, all targets together */
+#define MAX_CLIENTS   256
+#define CACHED_BLOCKS 16
+#define WARMUP_CALLS  200
+#define INLINE_MAX    (1u << 20) /* amsid's default broker.inline_max */
+#define NTARGETS      4
+#define MAX_SETS      16
+#define MAX_SLICES    1024 /* slices of one multi-client round, all targets together */
 
 /* The goals of the issue, stated for 4 KiB script blocks and 8 client processes. */
 #define GOAL_P50_DELTA_US   8.0
@@ -187,155 +186,6 @@ static const WCHAR content_name[] = {'b', 'e', 'n', 'c', 'h', '.', 'p', 's', '1'
 /* ------------------------------------------------------------------------------------------ */
 /* Content: PowerShell-like script blocks.                                                     */
 
-static const char *pick(uint64_t *s, const char *const *list, size_t n)
-{
-    return list[bench_rng_next(s) % n];
-}
-
-#define PICK(s, list) pick(s, list, sizeof(list) / sizeof(list[0]))
-
-static const char *const verbs[] = {"Get",    "Set",     "New",    "Remove", "Test",  "Add",
-                                    "Update", "Export",  "Import", "Sync",   "Start", "Stop",
-                                    "Find",   "Resolve", "Clear",  "Backup"};
-static const char *const nouns[] = {
-    "Inventory", "Report",  "Mailbox", "Printer",   "Share",   "Quota",    "Build",
-    "Release",   "Package", "Tenant",  "Cache",     "Session", "Schedule", "Archive",
-    "Config",    "License", "Volume",  "Partition", "Account", "Policy",   "Snapshot"};
-static const char *const vars[] = {"items", "result", "path",   "entry",  "server", "user",
-                                   "share", "file",   "report", "config", "node",   "target",
-                                   "row",   "task",   "folder", "record", "group",  "disk"};
-static const char *const places[] = {"C:\\ProgramData\\Contoso", "D:\\Builds\\nightly",
-                                     "\\\\fs01\\deploy",         "C:\\Windows\\Temp\\ops",
-                                     "E:\\Archive\\2024",        "C:\\Users\\Public\\Reports"};
-static const char *const exts[] = {"log", "csv", "json", "xml", "txt", "config", "ps1", "psd1"};
-static const char *const colours[] = {"Green", "Yellow", "Cyan", "Gray", "White", "Magenta"};
-static const char *const classes[] = {"Service",        "LogicalDisk",     "Process",
-                                      "NetworkAdapter", "OperatingSystem", "Product"};
-static const char *const vendors[] = {"Contoso", "Fabrikam", "Northwind", "Tailspin", "Litware"};
-
-/* Appends one generated statement (one or a few lines) to out at *w, within cap. */
-static void gen_statement(uint64_t *s, char *out, size_t cap, size_t *w)
-{
-    char line[1024];
-    unsigned n1 = (unsigned)(bench_rng_next(s) % 5000), n2 = (unsigned)(bench_rng_next(s) % 90) + 1;
-    const char *v1 = PICK(s, vars), *v2 = PICK(s, vars), *noun = PICK(s, nouns);
-    switch (bench_rng_next(s) % 15) {
-    case 0:
-        snprintf(line, sizeof(line), "# %s the %s %s entries for %s (%u kept)\n", PICK(s, verbs),
-                 noun, PICK(s, nouns), PICK(s, vendors), n1);
-        break;
-    case 1:
-        snprintf(line, sizeof(line),
-                 "$%s%s = Get-ChildItem -Path '%s' -Recurse -Filter '*.%s' | Where-Object { "
-                 "$_.Length -gt %u }\n",
-                 v1, noun, PICK(s, places), PICK(s, exts), n1);
-        break;
-    case 2:
-        snprintf(line, sizeof(line),
-                 "foreach ($%s in $%ss) {\n    Write-Verbose \"Processing $($%s.Name) in "
-                 "%s\"\n}\n",
-                 v1, v2, v1, PICK(s, places));
-        break;
-    case 3:
-        snprintf(line, sizeof(line), "$%s = [System.IO.Path]::Combine($env:TEMP, '%s-%u.%s')\n", v1,
-                 noun, n1, PICK(s, exts));
-        break;
-    case 4:
-        snprintf(line, sizeof(line),
-                 "$%sConfig = @{ Name = '%s'; Retries = %u; Enabled = $true; Timeout = %u }\n", v1,
-                 noun, n2 % 7, n1);
-        break;
-    case 5:
-        snprintf(line, sizeof(line),
-                 "if (Test-Path -Path $%s) { Remove-Item -Path $%s -Force -ErrorAction "
-                 "SilentlyContinue }\n",
-                 v1, v1);
-        break;
-    case 6:
-        snprintf(line, sizeof(line),
-                 "function %s-%s%s {\n    param([string]$Name, [int]$Count = %u)\n"
-                 "    $out = New-Object System.Collections.Generic.List[string]\n"
-                 "    return $out\n}\n",
-                 PICK(s, verbs), PICK(s, vendors), noun, n2);
-        break;
-    case 7:
-        snprintf(line, sizeof(line),
-                 "Set-ItemProperty -Path 'HKCU:\\Software\\%s\\%s' -Name '%s' -Value %u\n",
-                 PICK(s, vendors), noun, v1, n1);
-        break;
-    case 8:
-        snprintf(line, sizeof(line),
-                 "$%ss | Sort-Object -Property %s -Descending | Select-Object -First %u | "
-                 "Export-Csv -Path '%s\\%s.csv' -NoTypeInformation\n",
-                 v1, noun, n2, PICK(s, places), v2);
-        break;
-    case 9:
-        snprintf(line, sizeof(line),
-                 "Get-Service -Name '%s*' | Where-Object { $_.Status -eq 'Running' } | "
-                 "ForEach-Object { $_.DisplayName }\n",
-                 PICK(s, vendors));
-        break;
-    case 10:
-        snprintf(line, sizeof(line),
-                 "$%s = Get-CimInstance -ClassName Win32_%s -Filter \"Name like '%%%s%%'\"\n", v1,
-                 PICK(s, classes), noun);
-        break;
-    case 11:
-        snprintf(line, sizeof(line),
-                 "Write-Host (\"{0} of {1}: {2}\" -f $%s, $total, '%s') -ForegroundColor %s\n", v1,
-                 noun, PICK(s, colours));
-        break;
-    case 12:
-        snprintf(line, sizeof(line),
-                 "try {\n    $%s = Get-Content -Path '%s\\%s.json' -Raw | ConvertFrom-Json\n"
-                 "} catch {\n    Write-Warning \"Cannot read %s: $_\"\n}\n",
-                 v1, PICK(s, places), noun, noun);
-        break;
-    case 13:
-        snprintf(line, sizeof(line), "$total += ($%s | Measure-Object -Property Length -Sum).Sum\n",
-                 v1);
-        break;
-    default: {
-        /* About one statement in 15 carries a base64 blob, which the engine decodes. */
-        static const char b64[] =
-            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        char blob[200];
-        size_t len = 4 * (10 + bench_rng_next(s) % 30);
-        for (size_t i = 0; i < len; i++)
-            blob[i] = b64[bench_rng_next(s) % 64];
-        blob[len] = '\0';
-        snprintf(line, sizeof(line), "$%sBlob = '%s'\n", v1, blob);
-        break;
-    }
-    }
-    size_t l = strlen(line);
-    if (*w + l > cap)
-        l = cap - *w;
-    memcpy(out + *w, line, l);
-    *w += l;
-}
-
-/* Writes a 16-digit hex stamp into a block's first line. Can't fail. */
-static void stamp_block(uint8_t *block, uint64_t stamp)
-{
-    static const char hex[] = "0123456789abcdef";
-    uint8_t *p = block + strlen(STAMP_PREFIX);
-    for (int i = STAMP_DIGITS - 1; i >= 0; i--) {
-        p[i] = (uint8_t)hex[stamp & 0xF];
-        stamp >>= 4;
-    }
-}
-
-/* Fills one block of exactly size bytes. */
-static void gen_block(uint64_t *s, uint8_t *block, size_t size)
-{
-    char *out = (char *)block;
-    size_t w = (size_t)snprintf(out, size, "%s%0*d\n", STAMP_PREFIX, STAMP_DIGITS, 0);
-    while (w < size)
-        gen_statement(s, out, size, &w);
-    out[size - 1] = '\n';
-}
-
 /* Generates the corpus. Returns 0 or -1 (out of memory). */
 static int corpus_init(corpus *c, size_t size, uint64_t seed)
 {
@@ -350,7 +200,7 @@ static int corpus_init(corpus *c, size_t size, uint64_t seed)
     for (size_t i = 0; i < n; i++) {
         if ((c->blocks[i] = malloc(size)) == NULL)
             return -1;
-        gen_block(&s, c->blocks[i], size);
+        bench_gen_script(&s, c->blocks[i], size);
     }
     return 0;
 }
@@ -371,272 +221,35 @@ static uint8_t *next_block(corpus *c, bool repeat, uint64_t k, uint64_t unique_s
 {
     if (repeat) {
         uint8_t *b = c->blocks[k % CACHED_BLOCKS];
-        stamp_block(b, 0xCAC4Eu << 8 | (k % CACHED_BLOCKS));
+        bench_gen_stamp(b, 0xCAC4Eu << 8 | (k % CACHED_BLOCKS));
         return b;
     }
     uint8_t *b = c->blocks[k % c->n];
-    stamp_block(b, unique_stamp);
+    bench_gen_stamp(b, unique_stamp);
     return b;
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* The echo floor.                                                                             */
-
-typedef struct echo_server {
-    int listen_fd;
-    size_t rx_cap;
-} echo_server;
-
-/*
- * Reads one request frame and answers it as amsid answers a clean scan, without scanning.
- * Returns false when the connection should be closed.
- */
-static bool echo_frame(int fd, uint8_t *rx, size_t cap, uint64_t *scan_id)
-{
-    union {
-        char buf[CMSG_SPACE(sizeof(int) * 4)];
-        struct cmsghdr align;
-    } ctl;
-    struct iovec iov = {rx, cap};
-    struct msghdr msg = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl)};
-    ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-    if (n < 0)
-        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
-    if (n == 0)
-        return false;
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
-        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < nfd; i++) {
-            int pfd;
-            memcpy(&pfd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-            close(pfd);
-        }
-    }
-    amsi_proto_request req;
-    int rc = amsi_proto_decode_request(rx, (size_t)n, &req);
-    amsi_proto_reply rep = {
-        .request_id = req.request_id,
-        .session_id = rc == 0 && req.type == AMSI_PROTO_SESSION_OPEN ? 1 : req.session_id,
-        .scan_id = (*scan_id)++,
-        .status = rc == 0 ? AMSI_PROTO_STATUS_OK : AMSI_PROTO_STATUS_BAD_REQUEST,
-        .amsi_result = AMSI_RESULT_NOT_DETECTED,
-        .rule = "",
-        .object = "",
-        .reason = ""};
-    uint8_t frame[AMSI_PROTO_MAX_REPLY];
-    size_t len;
-    if (amsi_proto_encode_reply(&rep, frame, sizeof(frame), &len) != 0)
-        return false;
-    for (int tries = 0; tries < 2; tries++) {
-        if (send(fd, frame, len, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0)
-            return rc == 0;
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-            return false;
-        struct pollfd p = {.fd = fd, .events = POLLOUT};
-        (void)poll(&p, 1, 1000);
-    }
-    return false;
-}
-
-/* One echo thread: its own epoll set, the connections it accepted. */
-static void *echo_thread(void *arg)
-{
-    const echo_server *e = arg;
-    int ep = epoll_create1(EPOLL_CLOEXEC);
-    uint8_t *rx = malloc(e->rx_cap);
-    struct epoll_event lev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u64 = 0};
-    if (ep < 0 || rx == NULL || epoll_ctl(ep, EPOLL_CTL_ADD, e->listen_fd, &lev) != 0)
-        _exit(3);
-    struct epoll_event events[ECHO_MAX_EVENTS];
-    uint64_t scan_id = 1;
-    for (;;) {
-        int n = epoll_wait(ep, events, ECHO_MAX_EVENTS, -1);
-        for (int i = 0; i < n; i++) {
-            if (events[i].data.u64 == 0) {
-                int fd;
-                while ((fd = accept4(e->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >=
-                       0) {
-                    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)fd + 1};
-                    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0)
-                        close(fd);
-                }
-                continue;
-            }
-            int fd = (int)(events[i].data.u64 - 1);
-            bool keep =
-                (events[i].events & EPOLLIN) ? echo_frame(fd, rx, e->rx_cap, &scan_id) : false;
-            if (!keep) {
-                epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
-                close(fd);
-            }
-        }
-    }
-    return NULL;
-}
-
-/* Binds and listens on an AF_UNIX SOCK_SEQPACKET socket as amsid does. Returns the fd or -1. */
-static int listen_seqpacket(const char *path)
-{
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof(addr.sun_path))
-        return -1;
-    memcpy(addr.sun_path, path, strlen(path) + 1);
-    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 || listen(fd, 1024) != 0) {
-        close(fd);
-        return -1;
-    }
-    int sz = (int)(INLINE_MAX + 65536);
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
-    return fd;
-}
-
-/* Forks the echo server on path with nthreads threads. Returns its pid or -1. */
-static pid_t start_echo(const char *path, unsigned nthreads)
-{
-    int fd = listen_seqpacket(path);
-    if (fd < 0) {
-        fprintf(stderr, "broker_bench: cannot listen on %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(fd);
-        return -1;
-    }
-    if (pid > 0) {
-        close(fd);
-        return pid;
-    }
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    signal(SIGINT, SIG_IGN); /* the parent stops it with SIGTERM after its own clean-up */
-    signal(SIGTERM, SIG_DFL);
-    /* This frame lives as long as the threads: echo_thread() below never returns. */
-    echo_server e = {.listen_fd = fd,
-                     .rx_cap = AMSI_PROTO_REQ_HEADER + AMSI_PROTO_MAX_APP + AMSI_PROTO_MAX_NAME +
-                               INLINE_MAX};
-    pthread_t th[64];
-    unsigned n = nthreads > 64 ? 64 : nthreads;
-    for (unsigned i = 1; i < n; i++)
-        if (pthread_create(&th[i], NULL, echo_thread, &e) != 0)
-            _exit(3);
-    echo_thread(&e);
-    _exit(0);
 }
 
 /* ------------------------------------------------------------------------------------------ */
 /* amsid.                                                                                      */
 
 /*
- * Starts amsid in the foreground with its control socket ctl, its output in log and the limits
- * given (two --set values each), and waits until its socket answers. Returns its pid or -1.
+ * Starts amsid with the socket, control socket and log given and the limits given (--set
+ * values), plus --set values from the command line. Returns its pid or -1 (reported).
  */
 static pid_t start_amsid(bench *b, const char *socket_path, const char *ctl, const char *log_path,
                          const char *const *limits, unsigned nlimits)
 {
-    char set_ctl[160], set_rules[PATH_MAX + 16], set_threads[48];
-    snprintf(set_ctl, sizeof(set_ctl), "broker.control_socket=%s", ctl);
-    snprintf(set_rules, sizeof(set_rules), "engine.rules=%s", b->o.rules);
-    snprintf(set_threads, sizeof(set_threads), "broker.threads=%u", b->o.threads);
-    const char *argv[24 + 2 * MAX_SETS] = {
-        b->o.amsid, "--foreground", "--socket", socket_path,         "--set", set_ctl,
-        "--set",    set_rules,      "--set",    "engine.cache_dir=", "--set", set_threads};
-    unsigned argc = 12;
-    for (unsigned i = 0; i < nlimits && i < 4; i++) {
-        argv[argc++] = "--set";
-        argv[argc++] = limits[i];
-    }
-    for (unsigned i = 0; i < b->o.nsets; i++) {
-        argv[argc++] = "--set";
-        argv[argc++] = b->o.sets[i];
-    }
-    argv[argc] = NULL;
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        signal(SIGINT, SIG_IGN);
-        int log = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (log >= 0) {
-            dup2(log, STDOUT_FILENO);
-            dup2(log, STDERR_FILENO);
-        }
-        execv(b->o.amsid, (char *const *)(uintptr_t)argv);
-        fprintf(stderr, "cannot run %s: %s\n", b->o.amsid, strerror(errno));
-        _exit(127);
-    }
-    uint64_t give_up = bench_now_ns() + 60ull * 1000000000u;
-    while (!g_stop && bench_now_ns() < give_up) {
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            fprintf(stderr, "broker_bench: amsid exited before serving\n");
-            bench_show_log(log_path);
-            return -1;
-        }
-        if (bench_can_connect(socket_path))
-            return pid;
-        bench_sleep_ms(10);
-    }
-    fprintf(stderr, "broker_bench: amsid did not open %s\n", socket_path);
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    bench_show_log(log_path);
-    return -1;
-}
-
-/* The broker's "stats" answer on its control socket, into out. Returns 0 or -1. */
-static int broker_stats(const char *ctl, char *out, size_t cap)
-{
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    memcpy(addr.sun_path, ctl, strlen(ctl) + 1);
-    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    ssize_t n = -1;
-    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0 &&
-        send(fd, "stats", 5, MSG_NOSIGNAL) == 5) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, 2000) == 1)
-            n = recv(fd, out, cap - 1, 0);
-    }
-    close(fd);
-    if (n <= 0)
-        return -1;
-    out[n] = '\0';
-    return 0;
-}
-
-/* Server CPU time (user + system, all threads) in ns, from /proc/<pid>/stat; 0 when unknown. */
-static uint64_t proc_cpu_ns(pid_t pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    if (p == NULL)
-        return 0;
-    /* After the command name: field 3 (state) ... field 14 utime, field 15 stime. */
-    unsigned long long utime = 0, stime = 0;
-    if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) !=
-        2)
-        return 0;
-    long hz = sysconf(_SC_CLK_TCK);
-    return (utime + stime) * (1000000000ull / (uint64_t)(hz > 0 ? hz : 100));
+    bench_amsid a = {.exe = b->o.amsid,
+                     .rules = b->o.rules,
+                     .socket = socket_path,
+                     .control = ctl,
+                     .log = log_path,
+                     .threads = b->o.threads,
+                     .sets = limits,
+                     .nsets = nlimits,
+                     .user_sets = b->o.sets,
+                     .nuser_sets = b->o.nsets};
+    return bench_amsid_start(&a, &g_stop);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -687,7 +300,7 @@ static void one_client_slice(bench *b, unsigned t, uint64_t slice_ns, one_acc *a
     uint64_t *samples = b->samples[t];
     warm_up(tg->ctx, &b->content, tg->repeat_content, WARMUP_CALLS / 8, &b->next_stamp);
     size_t n = acc->n;
-    uint64_t cpu0 = proc_cpu_ns(tg->server);
+    uint64_t cpu0 = bench_proc_cpu_ns(tg->server);
     uint64_t start = bench_now_ns(), deadline = start + slice_ns, now = start;
     while (now < deadline && n < b->sample_cap && !g_stop) {
         AMSI_RESULT res;
@@ -701,7 +314,7 @@ static void one_client_slice(bench *b, unsigned t, uint64_t slice_ns, one_acc *a
         else if (AmsiResultIsMalware(res))
             acc->detected++;
     }
-    acc->cpu_ns += proc_cpu_ns(tg->server) - cpu0;
+    acc->cpu_ns += bench_proc_cpu_ns(tg->server) - cpu0;
     acc->elapsed_ns += now - start;
     acc->n = n;
 }
@@ -757,14 +370,6 @@ static void futex_wait(_Atomic uint32_t *word, uint32_t expect, unsigned timeout
 static void futex_wake_all(_Atomic uint32_t *word)
 {
     syscall(SYS_futex, (void *)word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
-}
-
-/* Sleeps until the monotonic clock reads t. */
-static void sleep_until(uint64_t t)
-{
-    struct timespec ts = {.tv_sec = (time_t)(t / 1000000000u), .tv_nsec = (long)(t % 1000000000u)};
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR && !g_stop)
-        ;
 }
 
 /*
@@ -882,13 +487,13 @@ static void run_multi_client_round(bench *b, unsigned round)
         for (unsigned i = 0; i < b->nactive && !g_stop; i++) {
             unsigned t = b->active[(round + sl + i) % b->nactive];
             p++;
-            uint64_t cpu0 = proc_cpu_ns(b->targets[t].server);
+            uint64_t cpu0 = bench_proc_cpu_ns(b->targets[t].server);
             uint64_t start = bench_now_ns();
             sh->plan[p] = (slice_plan){.target = t, .deadline_ns = start + slice_ns};
             atomic_store_explicit(&sh->phase, p, memory_order_release);
             futex_wake_all(&sh->phase);
-            sleep_until(start + slice_ns + 2000000u);
-            cpu[t] += proc_cpu_ns(b->targets[t].server) - cpu0;
+            bench_sleep_until(start + slice_ns + 2000000u, &g_stop);
+            cpu[t] += bench_proc_cpu_ns(b->targets[t].server) - cpu0;
             elapsed[t] += slice_ns;
         }
     }
@@ -1188,18 +793,6 @@ static int parse_list(const char *list, const char *const *names, unsigned n, un
     return *mask ? 0 : -1;
 }
 
-static bool parse_uint(const char *s, unsigned long long min, unsigned long long max,
-                       unsigned long long *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
-}
-
 /* Parses the command line. Returns 0, 1 (help printed) or -1 (bad option, usage printed). */
 static int parse_opts(int argc, char **argv, bench_opts *o, char *amsid_buf, size_t cap)
 {
@@ -1228,7 +821,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o, char *amsid_buf, siz
     bool have_duration = false, have_repeat = false;
     int opt;
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        unsigned long long v = 0;
+        uint64_t v = 0;
         char *end;
         switch (opt) {
         case 'a':
@@ -1238,12 +831,12 @@ static int parse_opts(int argc, char **argv, bench_opts *o, char *amsid_buf, siz
             o->rules = optarg;
             break;
         case 's':
-            if (!parse_uint(optarg, 64, INLINE_MAX, &v))
+            if (!bench_parse_u64(optarg, 64, INLINE_MAX, &v))
                 goto bad;
             o->size = (size_t)v;
             break;
         case 'c':
-            if (!parse_uint(optarg, 1, MAX_CLIENTS, &v))
+            if (!bench_parse_u64(optarg, 1, MAX_CLIENTS, &v))
                 goto bad;
             o->clients = (unsigned)v;
             break;
@@ -1254,18 +847,18 @@ static int parse_opts(int argc, char **argv, bench_opts *o, char *amsid_buf, siz
             have_duration = true;
             break;
         case 'k':
-            if (!parse_uint(optarg, 1, 256, &v))
+            if (!bench_parse_u64(optarg, 1, 256, &v))
                 goto bad;
             o->repeat = (unsigned)v;
             have_repeat = true;
             break;
         case 't':
-            if (!parse_uint(optarg, 1, 64, &v))
+            if (!bench_parse_u64(optarg, 1, 64, &v))
                 goto bad;
             o->threads = (unsigned)v;
             break;
         case 'S':
-            if (!parse_uint(optarg, 0, UINT64_MAX, &v))
+            if (!bench_parse_u64(optarg, 0, UINT64_MAX, &v))
                 goto bad;
             o->seed = v;
             break;
@@ -1438,7 +1031,7 @@ int main(int argc, char **argv)
     memcpy(b.targets[2].socket, b.targets[1].socket, sizeof(b.targets[2].socket));
 
     if ((b.o.target_mask & 1u) &&
-        (b.echo_pid = start_echo(b.targets[0].socket, b.server_threads)) < 0)
+        (b.echo_pid = bench_echo_start(b.targets[0].socket, b.server_threads, INLINE_MAX)) < 0)
         goto out;
     static const char *const high_limits[] = {BENCH_HIGH_LIMITS_MAX, BENCH_HIGH_LIMITS_BURST,
                                               BENCH_HIGH_LIMITS_NMAX};
@@ -1484,7 +1077,7 @@ int main(int argc, char **argv)
     }
     print_report(&b);
     char stats[4096];
-    if (b.amsid_pid > 0 && broker_stats(b.ctl_socket, stats, sizeof(stats)) == 0) {
+    if (b.amsid_pid > 0 && bench_control(b.ctl_socket, "stats", stats, sizeof(stats)) == 0) {
         printf(
             "\namsid stats at the end (its latency percentiles cover its last 4096 requests):\n  ");
         for (const char *p = stats; *p; p++) {

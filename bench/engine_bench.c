@@ -27,6 +27,8 @@
 #include <hs.h>
 #include <yara.h>
 
+#include "peers.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -1518,18 +1520,6 @@ static int yara_callback(YR_SCAN_CONTEXT *context, int message, void *message_da
     return CALLBACK_CONTINUE;
 }
 
-static void yara_compiler_message(int error_level, const char *file_name, int line_number,
-                                  const YR_RULE *rule, const char *message, void *user_data)
-{
-    unsigned *count = user_data;
-    (void)file_name;
-    (void)rule;
-    if (error_level == YARA_ERROR_LEVEL_ERROR || (*count)++ < 5) {
-        fprintf(stderr, "libyara: %s at line %d: %s\n",
-                error_level == YARA_ERROR_LEVEL_ERROR ? "error" : "warning", line_number, message);
-    }
-}
-
 /* The floor's match callback: counts and carries on. */
 static int hs_count_cb(unsigned int id, unsigned long long from, unsigned long long to,
                        unsigned int flags, void *ctx)
@@ -1673,20 +1663,10 @@ static void compile_targets(bench *b)
     }
 
     if (b->enabled[T_YARA] || b->enabled[T_YARA_SCANNER]) {
-        YR_COMPILER *comp = NULL;
-        unsigned warnings = 0;
         t0 = now_ns();
-        if (yr_compiler_create(&comp) != ERROR_SUCCESS) {
-            die("yr_compiler_create failed");
-        }
-        yr_compiler_set_callback(comp, yara_compiler_message, &warnings);
-        if (yr_compiler_add_string(comp, b->rs.text.p, NULL) != 0) {
+        if (bench_yara_compile(NULL, b->rs.text.p, &b->yrules) != 0) {
             die("libyara rejected the generated rules");
         }
-        if (yr_compiler_get_rules(comp, &b->yrules) != ERROR_SUCCESS) {
-            die("yr_compiler_get_rules failed");
-        }
-        yr_compiler_destroy(comp);
         b->compile_ms[T_YARA] = ms_since(t0);
         b->compile_ms[T_YARA_SCANNER] = b->compile_ms[T_YARA];
         if (yr_scanner_create(b->yrules, &b->yscanner) != ERROR_SUCCESS) {
@@ -1695,9 +1675,6 @@ static void compile_targets(bench *b)
         b->yscanner_ctx = xcalloc(1, sizeof *b->yscanner_ctx);
         yr_scanner_set_callback(b->yscanner, yara_callback, b->yscanner_ctx);
         yr_scanner_set_flags(b->yscanner, SCAN_FLAGS_REPORT_RULES_MATCHING);
-        if (warnings > 0) {
-            fprintf(stderr, "libyara: %u warnings in all\n", warnings);
-        }
     }
 }
 

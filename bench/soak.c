@@ -246,16 +246,7 @@ static void check(client *c, const char *what, HRESULT hr, AMSI_RESULT r, int wa
 
 static int raw_connect(const char *path)
 {
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    memcpy(addr.sun_path, path, strlen(path) + 1);
-    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
+    return bench_unix_connect(path, SOCK_SEQPACKET);
 }
 
 /* Encodes a request header (+ names) into head. Returns its length or 0. */
@@ -686,64 +677,16 @@ static pid_t socket_pid(const char *path)
 
 static pid_t start_amsid(const soak_opts *o, const char *sock, const char *ctl, const char *log)
 {
-    char set_ctl[160], set_rules[PATH_MAX + 16];
-    snprintf(set_ctl, sizeof(set_ctl), "broker.control_socket=%s", ctl);
-    snprintf(set_rules, sizeof(set_rules), "engine.rules=%s", o->rules);
-    const char *argv[] = {o->amsid,   "--foreground",
-                          "--socket", sock,
-                          "--set",    set_ctl,
-                          "--set",    set_rules,
-                          "--set",    "engine.cache_dir=",
-                          "--set",    BENCH_HIGH_LIMITS_MAX,
-                          "--set",    BENCH_HIGH_LIMITS_BURST,
-                          "--set",    BENCH_HIGH_LIMITS_NMAX,
-                          NULL};
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        signal(SIGINT, SIG_IGN);
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd >= 0) {
-            dup2(fd, STDOUT_FILENO);
-            dup2(fd, STDERR_FILENO);
-        }
-        execv(o->amsid, (char *const *)(uintptr_t)argv);
-        fprintf(stderr, "cannot run %s: %s\n", o->amsid, strerror(errno));
-        _exit(127);
-    }
-    uint64_t give_up = bench_now_ns() + 60ull * 1000000000u;
-    while (!g_stop && bench_now_ns() < give_up) {
-        if (waitpid(pid, NULL, WNOHANG) == pid)
-            return -1;
-        if (bench_can_connect(sock))
-            return pid;
-        bench_sleep_ms(10);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return -1;
-}
-
-/* The control socket's answer to cmd, into out. Returns 0 or -1. */
-static int control(const char *ctl, const char *cmd, char *out, size_t cap)
-{
-    int fd = raw_connect(ctl);
-    if (fd < 0)
-        return -1;
-    ssize_t n = -1;
-    if (send(fd, cmd, strlen(cmd), MSG_NOSIGNAL) == (ssize_t)strlen(cmd)) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, 2000) == 1)
-            n = recv(fd, out, cap - 1, 0);
-    }
-    close(fd);
-    if (n <= 0)
-        return -1;
-    out[n] = '\0';
-    return 0;
+    static const char *const limits[] = {BENCH_HIGH_LIMITS_MAX, BENCH_HIGH_LIMITS_BURST,
+                                         BENCH_HIGH_LIMITS_NMAX};
+    bench_amsid a = {.exe = o->amsid,
+                     .rules = o->rules,
+                     .socket = sock,
+                     .control = ctl,
+                     .log = log,
+                     .sets = limits,
+                     .nsets = 3};
+    return bench_amsid_start(&a, &g_stop);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -868,17 +811,6 @@ static void usage(FILE *f)
           f);
 }
 
-static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
-}
-
 /* Returns 0, 1 (help printed) or -1 (bad option). */
 static int parse_opts(int argc, char **argv, soak_opts *o, char *amsid_buf, size_t cap)
 {
@@ -915,20 +847,20 @@ static int parse_opts(int argc, char **argv, soak_opts *o, char *amsid_buf, size
             o->control = optarg;
             break;
         case 'n':
-            if (!parse_u64(optarg, 1, 1000000000000ull, &o->requests))
+            if (!bench_parse_u64(optarg, 1, 1000000000000ull, &o->requests))
                 goto bad;
             break;
         case 'c':
-            if (!parse_u64(optarg, 1, MAX_CLIENTS, &v))
+            if (!bench_parse_u64(optarg, 1, MAX_CLIENTS, &v))
                 goto bad;
             o->clients = (unsigned)v;
             break;
         case 'e':
-            if (!parse_u64(optarg, 1000, UINT64_MAX, &o->sample_every))
+            if (!bench_parse_u64(optarg, 1000, UINT64_MAX, &o->sample_every))
                 goto bad;
             break;
         case 'w':
-            if (!parse_u64(optarg, 0, UINT64_MAX, &o->warmup))
+            if (!bench_parse_u64(optarg, 0, UINT64_MAX, &o->warmup))
                 goto bad;
             have_warmup = true;
             break;
@@ -938,7 +870,7 @@ static int parse_opts(int argc, char **argv, soak_opts *o, char *amsid_buf, size
                 goto bad;
             break;
         case 'S':
-            if (!parse_u64(optarg, 0, UINT64_MAX, &o->seed))
+            if (!bench_parse_u64(optarg, 0, UINT64_MAX, &o->seed))
                 goto bad;
             break;
         case 'h':
@@ -1005,7 +937,7 @@ static int soak_run(const soak_opts *o, pid_t pid, bool own, const char *sock, c
 {
     /* Let the broker finish starting (control socket up) and close the probe connections. */
     char pong[64];
-    for (int i = 0; own && i < 300 && control(ctl, "ping", pong, sizeof(pong)) != 0; i++)
+    for (int i = 0; own && i < 300 && bench_control(ctl, "ping", pong, sizeof(pong)) != 0; i++)
         bench_sleep_ms(10);
     long last = -2;
     for (int i = 0, same = 0; i < 60 && same < 4; i++) {
@@ -1169,7 +1101,7 @@ static int soak_run(const soak_opts *o, pid_t pid, bool own, const char *sock, c
         fail = 1;
     if (ctl[0]) {
         char stats[4096];
-        if (control(ctl, "stats", stats, sizeof(stats)) == 0) {
+        if (bench_control(ctl, "stats", stats, sizeof(stats)) == 0) {
             printf("\namsid stats:\n  ");
             for (const char *p = stats; *p; p++) {
                 putchar(*p == '\n' ? ',' : *p);
@@ -1224,7 +1156,6 @@ int main(int argc, char **argv)
         own = pid = start_amsid(&o, sock, ctl, log);
         if (pid < 0) {
             fprintf(stderr, "soak: amsid did not start\n");
-            bench_show_log(log);
             unlink(log);
             rmdir(tmpdir);
             return 2;

@@ -1,0 +1,154 @@
+#!/bin/bash
+# run_results.sh - runs the amsibench scenarios that bench/RESULTS.md reports and writes that file
+# anew, with the plots in bench/results/. Run it on a quiet machine, from a Release or
+# RelWithDebInfo build:
+#
+#   bench/run_results.sh [--build DIR] [--quick] [--note TEXT] [--out FILE]
+#
+#   --build DIR   the build directory (default: build)
+#   --quick       short runs (2 rounds of 1 s) to try the script; not for the results
+#   --note TEXT   a paragraph put at the top (e.g. what else ran on the machine)
+#   --out FILE    where to write (default: bench/RESULTS.md; the plots go beside it in results/)
+#
+# Every scenario is one amsibench invocation, so everything it compares ran interleaved in the
+# same minutes. A scenario that fails is reported as such in the file; the script goes on.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+build=$root/build
+quick=0
+note=""
+out=$here/RESULTS.md
+while [ $# -gt 0 ]; do
+    case $1 in
+    --build) build=$(cd "$2" && pwd) && shift ;;
+    --quick) quick=1 ;;
+    --note) note=$2 && shift ;;
+    --out) out=$2 && shift ;;
+    *) echo "usage: $0 [--build DIR] [--quick] [--note TEXT] [--out FILE]" >&2 && exit 2 ;;
+    esac
+    shift
+done
+bench=$build/bench/amsibench
+[ -x "$bench" ] || { echo "run_results.sh: no $bench (build it first)" >&2; exit 2; }
+plots=$(dirname "$out")/results
+mkdir -p "$plots"
+work=$(mktemp -d /tmp/amsibench-results.XXXXXX)
+lttng_session=""
+cleanup() {
+    [ -n "$lttng_session" ] && lttng destroy "$lttng_session" >/dev/null 2>&1
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ $quick = 1 ]; then
+    rounds=(--repeat 2 --duration 1 --warmup 0.3)
+else
+    rounds=(--repeat 5 --duration 5 --warmup 1)
+fi
+
+# scenario NAME TITLE ARGS...: one amsibench run; its Markdown summary goes into the file.
+scenario() {
+    local name=$1 title=$2
+    shift 2
+    local args=("$@" "${rounds[@]}")
+    echo "run_results.sh: $title" >&2
+    {
+        echo "## $title"
+        echo
+        echo '```'
+        echo "amsibench ${args[*]}"
+        echo '```'
+        echo
+    } >>"$work/body.md"
+    if "$bench" "${args[@]}" --json "$work/$name.json" --markdown "$work/$name.md" \
+        --plot "$plots/$name.png" >"$work/$name.txt" 2>"$work/$name.log"; then
+        cat "$work/$name.md" >>"$work/body.md"
+        echo "![$title](results/$name.png)" >>"$work/body.md"
+    else
+        {
+            echo "**The run failed** (exit status $?):"
+            echo
+            echo '```'
+            tail -5 "$work/$name.log"
+            echo '```'
+        } >>"$work/body.md"
+    fi
+    echo >>"$work/body.md"
+}
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+scenario one-client "4 KiB scripts, one client (closed loop) against the floor" \
+    --workload scripts --size 4096 --clients 1 --closed --floor
+scenario eight-clients "4 KiB scripts, 8 client processes, closed loop (throughput)" \
+    --workload scripts --size 4096 --clients 8 --closed --floor
+scenario open-half "4 KiB scripts, open loop at 50 % of the broker's capacity, 4 processes" \
+    --workload scripts --size 4096 --clients 4 --floor
+scenario notify "Notify storm: AmsiNotifyOperation, 256 bytes, 4 processes, closed loop" \
+    --workload notify --clients 4 --closed --floor
+scenario mixed "Mixed sizes: small-block p99 with and without large scans (open loop, 4 processes)" \
+    --workload mixed --clients 4 --floor
+scenario flood "One process flooding past its limit while 3 polite processes scan (default limits)" \
+    --workload scripts --size 4096 --clients 3 --flood
+scenario peers "Per-file latency against the peers: same rules, same buffers (1 client, closed loop)" \
+    --workload scripts --size 4096 --clients 1 --closed --signed 10 --floor \
+    --peer hyperscan --peer yara --peer clamd
+
+# LTTng on against off. The tracing backend is being written; until amsid accepts
+# trace.backend=lttng this section says so instead of showing figures.
+{
+    echo "## LTTng tracing on against off"
+    echo
+} >>"$work/body.md"
+if "$bench" --variant trace.backend=lttng --workload scripts --size 4096 --closed \
+    --duration 0.2 --warmup 0 --repeat 1 >/dev/null 2>"$work/lttng-probe.log"; then
+    if command -v lttng >/dev/null && lttng create amsibench-results --output="$work/trace" \
+        >/dev/null 2>&1; then
+        lttng_session=amsibench-results
+        lttng enable-event --userspace 'amsi*' >/dev/null 2>&1
+        lttng start >/dev/null 2>&1
+        scenario lttng "4 KiB scripts, one client: broker with trace.backend=lttng (session recording) against without" \
+            --workload scripts --size 4096 --clients 1 --closed --variant trace.backend=lttng
+        lttng destroy "$lttng_session" >/dev/null 2>&1
+        lttng_session=""
+    else
+        echo "Not available: amsid accepts trace.backend=lttng, but no LTTng session could be created (lttng-tools, lttng-sessiond)." >>"$work/body.md"
+    fi
+else
+    echo "Not available: this amsid does not accept \`trace.backend=lttng\` yet (the tracing module is being written). Run \`bench/run_results.sh\` again once it does; the script then measures it with \`--variant trace.backend=lttng\` and an LTTng session recording." >>"$work/body.md"
+fi
+echo >>"$work/body.md"
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+{
+    echo "# amsibench results"
+    echo
+    echo "Written by \`bench/run_results.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'), commit $commit."
+    echo "Machine: $cpu, $(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB, Linux $(uname -r)."
+    echo "Load average before and after: $load_before / $load_after."
+    [ $quick = 1 ] && echo "**--quick run: short runs, indicative only.**"
+    echo
+    [ -n "$note" ] && echo "$note" && echo
+    echo "How to read these tables: bench/README.md (section amsibench). Each figure is the median"
+    echo "over rounds with [min..max]; every goal is computed within each round (the broker and"
+    echo "what it is compared with ran in the same minutes) and judged on the median. *noise %* is"
+    echo "the CPU time other processes took during a run, in % of all cores: above a few %, the"
+    echo "tails say more about the machine than about the broker."
+    echo
+    echo "## Goals at a glance"
+    echo
+    echo "| goal | value | verdict |"
+    echo "|---|---|---|"
+    # Each goal from the first scenario that measured it.
+    for f in one-client eight-clients open-half notify mixed flood peers lttng; do
+        [ -f "$work/$f.md" ] && grep -h '\*\*\(PASS\|MISS\)\*\*' "$work/$f.md"
+    done | awk -F'|' '!seen[$2]++'
+    [ -f "$work/lttng.md" ] ||
+        echo "| LTTng tracing on against off | - | not available (amsid has no trace.backend=lttng yet) |"
+    echo
+    cat "$work/body.md"
+} >"$out"
+echo "run_results.sh: wrote $out" >&2
