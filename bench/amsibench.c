@@ -111,7 +111,8 @@ typedef struct opts {
     unsigned nitems;
     const char *sets[MAX_SETS];
     unsigned nsets;
-    const char *variant; /* a second broker with this --set, measured beside the first */
+    const char *variant;       /* a second broker with this --set, measured beside the first */
+    const char *variant_amsid; /* the second broker's binary (default: --amsid) */
     const char *markdown;
     uint64_t seed;
 } opts;
@@ -119,9 +120,9 @@ typedef struct opts {
 /* One target and workload variant measured in every round. */
 typedef struct spec {
     target_kind target;
-    char workload[48]; /* the rows' workload label */
-    bool large;        /* mixed: draw large items too */
-    bool flood;        /* a flooding process runs beside the clients */
+    char workload[128]; /* the rows' workload label */
+    bool large;         /* mixed: draw large items too */
+    bool flood;         /* a flooding process runs beside the clients */
     const char *socket;
     bench_peer *peer;
     pid_t server;    /* for the noise accounting: amsid, echo or clamd */
@@ -1446,7 +1447,10 @@ static void usage(FILE *f)
         "  --large PCT     mixed: share of requests that are large items (default 5)\n"
         "  --items N       small items generated (default 256)\n"
         "  --amsid PATH    the amsid to start; --set S.K=V passed on to it (repeatable)\n"
-        "  --variant S.K=V a second amsid with this setting too, measured in the same rounds\n"
+        "  --variant S.K=V a second amsid with this setting too (several: S.K=V;S.K=V),\n"
+        "                  measured in the same rounds\n"
+        "  --variant-amsid PATH  the second amsid is this binary (e.g. a build without\n"
+        "                  tracing), with or without --variant\n"
         "                  (e.g. trace.backend=lttng: tracing on against off)\n"
         "  --markdown F    the summary and goals as Markdown (for bench/RESULTS.md)\n"
         "  --seed N        generator seed (default 1)\n",
@@ -1534,6 +1538,7 @@ static int parse_opts(int argc, char **argv, opts *o, char *amsid_buf, size_t ca
         O_SEED,
         O_HELP,
         O_VARIANT,
+        O_VARIANT_AMSID,
         O_MARKDOWN
     };
     static const struct option lo[] = {{"socket", required_argument, NULL, O_SOCKET},
@@ -1563,6 +1568,7 @@ static int parse_opts(int argc, char **argv, opts *o, char *amsid_buf, size_t ca
                                        {"seed", required_argument, NULL, O_SEED},
                                        {"help", no_argument, NULL, O_HELP},
                                        {"variant", required_argument, NULL, O_VARIANT},
+                                       {"variant-amsid", required_argument, NULL, O_VARIANT_AMSID},
                                        {"markdown", required_argument, NULL, O_MARKDOWN},
                                        {NULL, 0, NULL, 0}};
     *o = (opts){.clients = 1,
@@ -1666,9 +1672,12 @@ static int parse_opts(int argc, char **argv, opts *o, char *amsid_buf, size_t ca
             ok = bench_parse_u64(optarg, 0, UINT64_MAX, &v);
             o->seed = v;
             break;
+        case O_VARIANT_AMSID:
+            o->variant_amsid = optarg;
+            break;
         case O_VARIANT:
             o->variant = optarg;
-            ok = strchr(optarg, '=') != NULL && strlen(optarg) < 40;
+            ok = strchr(optarg, '=') != NULL && strlen(optarg) < 96;
             break;
         case O_MARKDOWN:
             o->markdown = optarg;
@@ -1695,7 +1704,7 @@ static int parse_opts(int argc, char **argv, opts *o, char *amsid_buf, size_t ca
         fprintf(stderr, "amsibench: --rate and --closed exclude each other\n");
         return -1;
     }
-    if (o->variant && o->socket) {
+    if ((o->variant || o->variant_amsid) && o->socket) {
         fprintf(stderr, "amsibench: --variant starts a second amsid of ours; drop --socket\n");
         return -1;
     }
@@ -1746,10 +1755,14 @@ static int remove_entry(const char *path, const struct stat *st, int type, struc
 static pid_t start_broker(bench *b, const char *sock, const char *ctl, const char *log,
                           bool default_limits, const char *variant)
 {
-    const char *sets[8];
+    const char *sets[12];
     unsigned n = 0;
-    if (variant)
-        sets[n++] = variant;
+    /* A variant may set several keys, separated by ';' (trace.backend=lttng;trace.level=5). */
+    char vbuf[96];
+    snprintf(vbuf, sizeof(vbuf), "%s", variant ? variant : "");
+    for (char *save = NULL, *tok = strtok_r(vbuf, ";", &save); tok != NULL && n < 4;
+         tok = strtok_r(NULL, ";", &save))
+        sets[n++] = tok;
     sets[n++] = "engine.scan_archives=1";
     sets[n++] = "broker.cache_entries=0";
     if (!default_limits) {
@@ -1757,7 +1770,8 @@ static pid_t start_broker(bench *b, const char *sock, const char *ctl, const cha
         sets[n++] = BENCH_HIGH_LIMITS_BURST;
         sets[n++] = BENCH_HIGH_LIMITS_NMAX;
     }
-    bench_amsid a = {.exe = b->o.amsid,
+    bool alt = sock == b->alt_sock;
+    bench_amsid a = {.exe = alt && b->o.variant_amsid ? b->o.variant_amsid : b->o.amsid,
                      .rules = b->o.rules,
                      .socket = sock,
                      .control = ctl,
@@ -1807,9 +1821,9 @@ static int plan_specs(bench *b)
         return rc;
     }
     rc |= add_spec(b, TG_BROKER, wl, mixed, false, broker_sock, NULL, b->amsid_pid);
-    if (o->variant) {
-        char label[48];
-        snprintf(label, sizeof(label), "%s+%s", wl, o->variant);
+    if (o->variant || o->variant_amsid) {
+        char label[128];
+        snprintf(label, sizeof(label), "%s+%s", wl, o->variant ? o->variant : "variant-amsid");
         rc |= add_spec(b, TG_BROKER, label, mixed, false, b->alt_sock, NULL, b->alt_pid);
     }
     if (mixed)
@@ -1868,14 +1882,14 @@ static int start_servers(bench *b)
         if ((b->amsid_pid = start_broker(b, b->scan_sock, b->ctl_sock, b->amsid_log, false, NULL)) <
             0)
             return -1;
-        if ((o->flood || o->variant) &&
+        if ((o->flood || o->variant || o->variant_amsid) &&
             (b->alt_pid =
                  start_broker(b, b->alt_sock, b->alt_ctl, b->alt_log, o->flood, o->variant)) < 0) {
-            if (o->variant)
+            if (o->variant || o->variant_amsid)
                 fprintf(stderr,
                         "amsibench: the broker with --variant %s did not start: that "
                         "setting is not available in this amsid\n",
-                        o->variant);
+                        o->variant ? o->variant : o->variant_amsid);
             return -1;
         }
     } else if (!bench_can_connect(o->socket)) {

@@ -15,6 +15,8 @@ packages=(
     # tracing: the LTTng provider and a real session daemon and reader for its tests; the Windows
     # TraceLogging backend is cross-compiled with mingw-w64 as a compile-and-link check
     lttng-tools liblttng-ust-dev babeltrace2 mingw-w64
+    # amsibench: plots, and clamd as a peer (amsibench runs its own, with a private config)
+    gnuplot-nox clamav-daemon
 )
 
 missing=()

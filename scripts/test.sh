@@ -29,8 +29,8 @@ echo "== ThreadSanitizer build of the threaded parts (ring, limits, broker, shar
 cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=Debug -DAMSI_WERROR=ON -DAMSI_SANITIZE=tsan \
     -DAMSI_BUILD_BENCH=OFF >/dev/null
 cmake --build build/tsan -j"$jobs" --target test_ring test_ring_stress test_verdicts test_scan \
-    test_ratelimit \
+    test_ratelimit test_server test_etw \
     $(test -f tests/broker/test_amsid.c && echo test_amsid) amsid amsictl
 (cd build/tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
     ctest --output-on-failure \
-    -R '^(test_ring|test_ring_stress|test_verdicts|test_scan|test_ratelimit|test_amsid)$')
+    -R '^(test_ring|test_ring_stress|test_verdicts|test_scan|test_ratelimit|test_server|test_etw|test_amsid)$')
