@@ -38,6 +38,8 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -1254,6 +1256,10 @@ static void *pool_main(void *arg)
 {
     pool_thread *pt = arg;
     broker_server *s = pt->server;
+    /* Below the I/O-and-scan threads (DESIGN.md §3: large scans must not hold up small ones). A
+     * failure leaves the thread at the normal priority. */
+    if (s->settings.pool_nice > 0)
+        (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), (int)s->settings.pool_nice);
     void *item;
     while (broker_ring_pop_wait(&s->ring, &item, -1) == 0) {
         pool_job *job = item;

@@ -25,6 +25,7 @@ typedef struct broker_settings {
     char *control_group;        /* group allowed on the control socket besides root; NULL = root */
     unsigned threads;           /* I/O-and-scan threads; 0 = one per core */
     unsigned pool_threads;      /* scan pool threads for large content; 0 = one per core */
+    unsigned pool_nice;         /* nice value of the pool threads (small scans come first) */
     unsigned queue_depth;       /* pool queue slots; a full queue answers BUSY */
     size_t inline_max;          /* largest content accepted inline in a frame */
     uint64_t max_request_size;  /* largest content accepted at all (memfd) */
