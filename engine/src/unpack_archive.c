@@ -972,6 +972,9 @@ static int walk_arj(walker *w, const uint8_t *data, size_t len)
 int engine__unpack_container(engine__unpack_host *h, engine__ctype t, const uint8_t *data,
                              size_t len)
 {
+    /* OOXML is a ZIP: its parts are members, and those that are OLE2 come back through the host. */
+    if (t == ENGINE__CT_OOXML)
+        t = ENGINE__CT_ZIP;
     switch (t) {
     case ENGINE__CT_ZIP:
     case ENGINE__CT_GZIP:

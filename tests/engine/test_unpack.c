@@ -638,26 +638,40 @@ static blob make_ole2(uint32_t clsid0)
     return b;
 }
 
-static void test_office_types_not_unpacked_yet(void **state)
+/*
+ * Office types go to their unpackers (tests/engine/test_office.c has the documents): OOXML
+ * through the ZIP walker, and a compound file whose tables libgsf refuses is an error.
+ */
+static void test_office_types(void **state)
 {
     (void)state;
     fake f;
     fake_init(&f);
     blob b = load("ooxml.zip");
     assert_int_equal(engine__detect_type(b.p, b.n), ENGINE__CT_OOXML);
-    assert_int_equal(run(&f, "doc.docx", b.p, b.n), 1);
-    expect_text("children", f.log, "");
+    assert_int_equal(run(&f, "doc.docx", b.p, b.n), 0);
+    expect_text("children", f.log, "doc.docx>[Content_Types].xml(*) | doc.docx>evil.ps1(81)!");
     expect_text("notes", f.notes, "");
+    /* With scan_office alone (the default), OOXML is still unpacked. */
+    f.cfg.scan_archives = f.cfg.scan_packages = false;
+    assert_int_equal(run(&f, "doc.docx", b.p, b.n), 0);
+    expect_text("children", f.log, "doc.docx>[Content_Types].xml(*) | doc.docx>evil.ps1(81)!");
+    f.cfg.scan_office = false;
+    assert_int_equal(run(&f, "doc.docx", b.p, b.n), 1);
     free(b.p);
 
+    fake_init(&f);
     b = make_ole2(0x00020906u); /* a Word document's class id */
     assert_int_equal(engine__detect_type(b.p, b.n), ENGINE__CT_OLE2);
-    assert_int_equal(run(&f, "doc.doc", b.p, b.n), 1);
+    assert_int_equal(run(&f, "doc.doc", b.p, b.n), 0);
+    expect_text("notes", f.notes, "ole2: corrupt [E]");
     free(b.p);
     b = make_ole2(0x000C1084u);
     assert_int_equal(engine__detect_type(b.p, b.n), ENGINE__CT_MSI);
+    assert_int_equal(run(&f, "setup.msi", b.p, b.n), 0);
+    expect_text("notes", f.notes, "ole2: corrupt [E]");
+    f.cfg.scan_packages = false;
     assert_int_equal(run(&f, "setup.msi", b.p, b.n), 1);
-    expect_text("notes", f.notes, "");
     free(b.p);
 }
 
@@ -1397,7 +1411,7 @@ int main(void)
         cmocka_unit_test(test_detect_lookalikes),
         cmocka_unit_test(test_detect_decoys),
         cmocka_unit_test(test_names_and_classes),
-        cmocka_unit_test(test_office_types_not_unpacked_yet),
+        cmocka_unit_test(test_office_types),
         cmocka_unit_test(test_zip_variants),
         cmocka_unit_test(test_tar_variants),
         cmocka_unit_test(test_7z),
