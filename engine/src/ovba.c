@@ -174,7 +174,7 @@ int engine__ovba_dir_modules(const uint8_t *d, size_t n, engine__ovba_module *mo
         const uint8_t *v = d + i;
         i += size;
         if (id == ID_DIR_TERMINATOR)
-            break;
+            return (int)count;
         if (id == ID_PROJECTMODULES) {
             in_modules = true;
             continue;
@@ -195,5 +195,6 @@ int engine__ovba_dir_modules(const uint8_t *d, size_t n, engine__ovba_module *mo
             have_name = false;
         }
     }
-    return (int)count;
+    /* The data ended before the terminator. */
+    return count > 0 ? (int)count : -1;
 }

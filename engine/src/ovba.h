@@ -39,8 +39,8 @@ typedef struct engine__ovba_module {
  * Reads the module records of a decompressed `dir` stream d[0..n) into mods[0..max). Records are
  * walked by their sizes (PROJECTVERSION's irregular size included) until the terminator or the
  * end of the data; a module counts once its MODULESTREAMNAME and its terminator were seen.
- * Returns the number of modules stored (at most max), or -1 when the data ends inside a record
- * before any module was found. Can't fail otherwise.
+ * Returns the number of modules stored (at most max), or -1 when the data ends (inside a record
+ * or before the terminator) before any module was found. Can't fail otherwise.
  */
 int engine__ovba_dir_modules(const uint8_t *d, size_t n, engine__ovba_module *mods, size_t max);
 

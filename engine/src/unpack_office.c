@@ -91,7 +91,9 @@ static void quiet_log(const gchar *domain, GLogLevelFlags level, const gchar *me
 
 static void gsf_setup(void)
 {
-    static const char *const domains[] = {"libgsf", "libgsf:msole", "libgsf:zip",
+    /* libgsf's infile code logs in the default domain (NULL); nothing else in the process that
+     * links the engine uses GLib's logging. */
+    static const char *const domains[] = {NULL, "libgsf", "libgsf:msole", "libgsf:zip",
                                           "libgsf:open_pkg"};
     gsf_init();
     for (size_t i = 0; i < sizeof(domains) / sizeof(domains[0]); i++)
@@ -786,24 +788,27 @@ static int do_stream(office *o, GsfInput *in, const char *path, const char *name
     const engine__ovba_module *m = vba_find(vp, name);
     if (m != NULL) {
         err = vba_module(o, s, n, m->text_offset, path);
-    } else {
+    } else if (strcmp(name, "\001Ole10Native") == 0) {
+        /* The payload first, so that a match in it names the embedded file. */
+        engine__native nat;
+        if (engine__ole10native_parse(s, n, &nat) == 0 && nat.len > 0) {
+            char cname[PATH_MAX_LEN + 160];
+            snprintf(cname, sizeof(cname), "%s>%s", path, nat.name);
+            child(o, nat.data, nat.len, cname);
+        }
         child(o, s, n, path);
-        if (!o->stop && strcmp(name, "\001Ole10Native") == 0) {
-            engine__native nat;
-            if (engine__ole10native_parse(s, n, &nat) == 0 && nat.len > 0) {
-                char cname[PATH_MAX_LEN + 160];
-                snprintf(cname, sizeof(cname), "%s>%s", path, nat.name);
-                child(o, nat.data, nat.len, cname);
-            }
-        } else if (!o->stop && level == 0 && strcmp(name, "WordDocument") == 0) {
+    } else {
+        /* What is decoded from a stream goes first, then the stream's own bytes. */
+        if (level == 0 && strcmp(name, "WordDocument") == 0) {
             err = word_text(o, s, n, path);
-        } else if (!o->stop && level == 0 &&
-                   (strcmp(name, "Workbook") == 0 || strcmp(name, "Book") == 0)) {
+        } else if (level == 0 && (strcmp(name, "Workbook") == 0 || strcmp(name, "Book") == 0)) {
             if (engine__excel_encrypted(s, n))
                 note_encrypted(o);
-        } else if (!o->stop && level == 0 && strcmp(name, "PowerPoint Document") == 0) {
+        } else if (level == 0 && strcmp(name, "PowerPoint Document") == 0) {
             err = ppt_objects(o, s, n, path);
         }
+        if (err == 0)
+            child(o, s, n, path);
     }
     free(s);
     return err;
