@@ -766,6 +766,34 @@ static void test_lha(void **state)
     }
 }
 
+/*
+ * ICE archives are LHA archives whose members use -lh1- (LZHUF: adaptive Huffman, 4 KiB window).
+ * libarchive reads their headers but cannot decode -lh1-: such a member is reported as
+ * "lha: unsupported method" (verdict error), and the members around it are still read.
+ */
+static void test_lha_lh1_unsupported(void **state)
+{
+    (void)state;
+    const char *data = "Invoke-Expression " SIG "\n";
+    gen_buf g = {0};
+    assert_int_equal(gen_lha_stored(0, "ice.ps1", data, strlen(data), &g), 0);
+    /* Level 0: size, header sum, then the method id; turn -lh0- into -lh1- and fix the sum. */
+    assert_memory_equal(g.p + 2, "-lh0-", 5);
+    g.p[5] = '1';
+    uint8_t sum = 0;
+    for (size_t i = 2; i < (size_t)g.p[0] + 2; i++)
+        sum = (uint8_t)(sum + g.p[i]);
+    g.p[1] = sum;
+    blob b = from_gen(&g);
+    assert_int_equal(engine__detect_type(b.p, b.n), ENGINE__CT_LHA);
+    fake f;
+    fake_init(&f);
+    assert_int_equal(run(&f, "a.ice", b.p, b.n), 0);
+    expect_text("children", f.log, "");
+    expect_text("notes", f.notes, "lha: unsupported method [E]");
+    free(b.p);
+}
+
 static void test_iso_cpio_xar_ar(void **state)
 {
     (void)state;
@@ -1418,6 +1446,7 @@ int main(void)
         cmocka_unit_test(test_rar),
         cmocka_unit_test(test_cab),
         cmocka_unit_test(test_lha),
+        cmocka_unit_test(test_lha_lh1_unsupported),
         cmocka_unit_test(test_iso_cpio_xar_ar),
         cmocka_unit_test(test_deb),
         cmocka_unit_test(test_compression_layers),
