@@ -390,6 +390,21 @@ static bool produce(office *o, size_t n)
     return true;
 }
 
+/*
+ * How many more bytes the document may produce before the ratio cap stops it (one more than
+ * that trips it), so that a decompressor's output buffer is never larger than what could be
+ * kept. Can't fail.
+ */
+static size_t ratio_allowance(const office *o)
+{
+    uint64_t r = (uint64_t)o->h->cfg->max_ratio + 1;
+    uint64_t limit = o->len > UINT64_MAX / r ? UINT64_MAX : o->len * r;
+    if (limit < RATIO_FLOOR)
+        limit = RATIO_FLOOR;
+    uint64_t allow = limit > o->produced ? limit - o->produced : 0;
+    return allow < SIZE_MAX - 1 ? (size_t)allow + 1 : SIZE_MAX;
+}
+
 /* Hands one child to the host. Returns false when the walk must end. */
 static bool child(office *o, const uint8_t *p, size_t n, const char *name)
 {
@@ -553,6 +568,9 @@ static uint8_t *inflate_object(office *o, const engine__ppt_object *obj, size_t 
 {
     *out_len = 0;
     size_t cap = obj->size < o->bound ? obj->size : o->bound;
+    size_t allow = ratio_allowance(o);
+    if (cap > allow)
+        cap = allow;
     if (cap == 0)
         return NULL;
     uint8_t *buf = malloc(cap);
@@ -703,6 +721,9 @@ static int vba_module(office *o, const uint8_t *s, size_t n, uint32_t text_offse
     size_t cap = comp > o->bound / 1366 ? o->bound : comp * 1366 + 4096;
     if (cap > o->bound)
         cap = o->bound;
+    size_t allow = ratio_allowance(o);
+    if (cap > allow)
+        cap = allow;
     uint8_t *src = malloc(cap);
     if (src == NULL)
         return ENGINE_ENOMEM;
