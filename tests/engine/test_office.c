@@ -30,6 +30,10 @@
 #include "unpack.h"
 #include "unpack_office.h"
 
+#ifndef AMSI_SOURCE_DIR
+#define AMSI_SOURCE_DIR "."
+#endif
+
 #define SIG "AMSI-UNPACK-SIGNATURE-41c7"
 
 /* ---------------------------------------------------------------------------------------------
@@ -891,6 +895,48 @@ static void test_truncated_and_corrupt(void **state)
     gen_buf_free(&b);
 }
 
+/* The bundled rules on documents: a macro dropper in a .docm is found in its decompressed source.
+ */
+static void test_bundled_rules(void **state)
+{
+    (void)state;
+    const char *path = AMSI_SOURCE_DIR "/engine/rules/default.yar";
+    engine_rules *rules = NULL;
+    engine_diag diag;
+    if (engine_rules_compile_files(&path, 1, NULL, &rules, &diag) != 0)
+        fail_msg("compile: %s", diag.text);
+    engine_scratch *s = NULL;
+    assert_int_equal(engine_scratch_create(rules, &s), 0);
+    static const char macro[] =
+        "Attribute VB_Name = \"ThisDocument\"\r\n"
+        "Private Sub Document_Open()\r\n"
+        "    CreateObject(\"WScript.Shell\").Run \"powershell -nop -w hidden\", 0\r\n"
+        "End Sub\r\n";
+    gen_part vp[3];
+    gen_buf vb[3], vba = {0}, b = {0};
+    char paths[3][128];
+    assert_int_equal(gen_vba_project("VBA", "ThisDocument", macro, vp, vb, paths), 0);
+    assert_int_equal(gen_ole2(vp, 3, NULL, &vba), 0);
+    static const char ct[] = "<?xml version=\"1.0\"?><Types/>";
+    gen_part docm[3] = {{"[Content_Types].xml", ct, sizeof(ct) - 1},
+                        {"word/document.xml", "<w:document/>", 13},
+                        {"word/vbaProject.bin", vba.p, vba.n}};
+    assert_int_equal(gen_ooxml(docm, 3, &b), 0);
+    engine_result r;
+    assert_int_equal(engine_scan_buffer(rules, s, NULL, b.p, b.n, "invoice.docm", 0, &r), 0);
+    assert_int_equal(r.verdict, ENGINE_VERDICT_DETECTED);
+    assert_int_equal(r.amsi_result, ENGINE_AMSI_DETECTED);
+    assert_string_equal(r.matches[0].rule, "VBA_AutoExec_Shell");
+    assert_string_equal(r.object, "invoice.docm>word/vbaProject.bin>VBA/ThisDocument");
+    engine_result_cleanup(&r);
+    for (int i = 0; i < 3; i++)
+        gen_buf_free(&vb[i]);
+    gen_buf_free(&vba);
+    gen_buf_free(&b);
+    engine_scratch_destroy(s);
+    engine_rules_unref(rules);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -912,6 +958,7 @@ int main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_vba_bomb),
         cmocka_unit_test(test_truncated_and_corrupt),
+        cmocka_unit_test(test_bundled_rules),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
