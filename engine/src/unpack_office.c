@@ -14,13 +14,15 @@
  *  - a VBA module (a storage with a `dir` stream is a VBA project; the decompressed `dir` lists
  *    its modules and where each one's compressed source starts): the decompressed source is the
  *    child instead of the stream's raw bytes (p-code and compressed text match nothing useful);
- *  - `\x01Ole10Native`: the stream, then its payload as the stream's child, named by the
- *    embedded file's name ("ObjectPool/_1/\x01Ole10Native>evil.ps1");
- *  - WordDocument: the stream, then its text (the piece table followed, UTF-16 pieces narrowed)
- *    as "WordDocument>text"; an fEncrypted FIB is noted;
+ *  - `\x01Ole10Native`: its payload, named by the embedded file's name
+ *    ("ObjectPool/_1/\x01Ole10Native>evil.ps1"), then the stream;
+ *  - WordDocument: its text (the piece table in the sibling 0Table/1Table followed, UTF-16 pieces
+ *    narrowed) as "WordDocument>text", then the stream; an fEncrypted FIB is noted;
  *  - Workbook/Book: the stream; a FILEPASS record in its globals is noted;
- *  - PowerPoint Document: the stream, then each ExOleObjStg object, zlib-inflated when its
- *    record says compressed, as "PowerPoint Document>ExOleObjStg@OFFSET".
+ *  - PowerPoint Document: each ExOleObjStg object, zlib-inflated when its record says compressed,
+ *    as "PowerPoint Document>ExOleObjStg@OFFSET", then the stream.
+ * What is decoded goes first so that a match in it is reported with its precise path. These
+ * streams are recognised in any storage, so a document embedded in another is read the same way.
  *
  * Encryption is reported, not guessed: EncryptionInfo or EncryptedPackage (encrypted OOXML, and
  * the RC4 CryptoAPI of binary formats), EncryptedSummary (PowerPoint), Word's fEncrypted,
@@ -352,7 +354,6 @@ typedef struct office {
     size_t bound;      /* largest stream or object held in memory */
     bool stop;         /* the host said the request is finished, or a limit stopped the walk */
     bool encrypted;    /* noted once */
-    GsfInfile *root;
 } office;
 
 /* A VBA project's modules, for the storage being walked. */
@@ -658,10 +659,10 @@ static int ppt_objects(office *o, const uint8_t *s, size_t n, const char *path)
     return 0;
 }
 
-/* Reads the whole root stream `name`, or NULL (not there, too big, or failed). */
-static uint8_t *root_stream(office *o, const char *name, size_t *len, int *err)
+/* Reads the whole stream `name` of storage dir, or NULL (not there, too big, or failed). */
+static uint8_t *sibling_stream(office *o, GsfInfile *dir, const char *name, size_t *len, int *err)
 {
-    GsfInput *in = gsf_infile_child_by_name(o->root, name);
+    GsfInput *in = gsf_infile_child_by_name(dir, name);
     if (in == NULL)
         return NULL;
     bool big;
@@ -673,7 +674,7 @@ static uint8_t *root_stream(office *o, const char *name, size_t *len, int *err)
 }
 
 /* Word: the FIB's encryption flag, then the text through the piece table. */
-static int word_text(office *o, const uint8_t *wd, size_t wn, const char *path)
+static int word_text(office *o, GsfInfile *dir, const uint8_t *wd, size_t wn, const char *path)
 {
     bool enc, t1;
     if (!engine__word_fib(wd, wn, &enc, &t1))
@@ -684,7 +685,7 @@ static int word_text(office *o, const uint8_t *wd, size_t wn, const char *path)
     }
     int err = 0;
     size_t tn = 0;
-    uint8_t *tbl = root_stream(o, t1 ? "1Table" : "0Table", &tn, &err);
+    uint8_t *tbl = sibling_stream(o, dir, t1 ? "1Table" : "0Table", &tn, &err);
     if (tbl == NULL)
         return err;
     /* Pieces may repeat, but the text is bounded by the document's stream, narrowed. */
@@ -786,8 +787,8 @@ static const engine__ovba_module *vba_find(const vba_project *vp, const char *na
     return NULL;
 }
 
-/* One stream at `path` (its own name `name`, `level` storages down). */
-static int do_stream(office *o, GsfInput *in, const char *path, const char *name, unsigned level,
+/* One stream of storage dir at `path` (its own name `name`). */
+static int do_stream(office *o, GsfInfile *dir, GsfInput *in, const char *path, const char *name,
                      const vba_project *vp)
 {
     engine__unpack_host *h = o->h;
@@ -820,12 +821,12 @@ static int do_stream(office *o, GsfInput *in, const char *path, const char *name
         child(o, s, n, path);
     } else {
         /* What is decoded from a stream goes first, then the stream's own bytes. */
-        if (level == 0 && strcmp(name, "WordDocument") == 0) {
-            err = word_text(o, s, n, path);
-        } else if (level == 0 && (strcmp(name, "Workbook") == 0 || strcmp(name, "Book") == 0)) {
+        if (strcmp(name, "WordDocument") == 0) {
+            err = word_text(o, dir, s, n, path);
+        } else if (strcmp(name, "Workbook") == 0 || strcmp(name, "Book") == 0) {
             if (engine__excel_encrypted(s, n))
                 note_encrypted(o);
-        } else if (level == 0 && strcmp(name, "PowerPoint Document") == 0) {
+        } else if (strcmp(name, "PowerPoint Document") == 0) {
             err = ppt_objects(o, s, n, path);
         }
         if (err == 0)
@@ -867,7 +868,7 @@ static int walk(office *o, GsfInfile *dir, char *path, size_t plen, unsigned lev
         if (sub >= 0)
             err = walk(o, GSF_INFILE(in), path, k, level + 1);
         else
-            err = do_stream(o, in, path, name, level, &vp);
+            err = do_stream(o, dir, in, path, name, &vp);
         path[plen] = '\0';
         g_object_unref(in);
     }
@@ -893,7 +894,6 @@ int engine__unpack_ole2(engine__unpack_host *h, engine__ctype t, const uint8_t *
         h->note(h, "ole2: corrupt", true);
         return 0;
     }
-    o.root = root;
     static const char *const enc_streams[] = {"EncryptionInfo", "EncryptedPackage",
                                               "EncryptedSummary"};
     for (size_t i = 0; i < sizeof(enc_streams) / sizeof(enc_streams[0]); i++) {
