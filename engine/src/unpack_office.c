@@ -18,7 +18,8 @@
  *    ("ObjectPool/_1/\x01Ole10Native>evil.ps1"), then the stream;
  *  - WordDocument: its text (the piece table in the sibling 0Table/1Table followed, UTF-16 pieces
  *    narrowed) as "WordDocument>text", then the stream; an fEncrypted FIB is noted;
- *  - Workbook/Book: the stream; a FILEPASS record in its globals is noted;
+ *  - Workbook/Book: the text of its shared strings (SST and CONTINUE) and LABEL records, UTF-16
+ *    strings narrowed, as "Workbook>text", then the stream; a FILEPASS record is noted;
  *  - PowerPoint Document: each ExOleObjStg object, zlib-inflated when its record says compressed,
  *    as "PowerPoint Document>ExOleObjStg@OFFSET", then the stream.
  * What is decoded goes first so that a match in it is reported with its precise path. These
@@ -340,6 +341,130 @@ bool engine__excel_encrypted(const uint8_t *s, size_t n)
         i += len;
     }
     return false;
+}
+
+/*
+ * BIFF8 string text. An SST record and the CONTINUE records after it form one byte sequence cut
+ * into segments; a string's characters may cross a segment boundary, and the continuation then
+ * starts with a fresh flags byte saying whether the rest is 8-bit or UTF-16 ([MS-XLS] 2.5.293,
+ * 2.4.58). The cursor below walks such a sequence.
+ */
+typedef struct biff_cursor {
+    const uint8_t *s; /* the stream */
+    size_t n;
+    size_t seg, seg_end; /* current segment [seg, seg_end) of the stream */
+    size_t next;         /* offset of the record after the current segment */
+} biff_cursor;
+
+/* Moves to the next CONTINUE record's payload. Returns false when there is none. */
+static bool biff_next_segment(biff_cursor *c)
+{
+    size_t i = c->next;
+    if (i > c->n || c->n - i < 4 || rd16(c->s + i) != 0x003Cu)
+        return false;
+    size_t len = rd16(c->s + i + 2);
+    if (len > c->n - i - 4)
+        return false;
+    c->seg = i + 4;
+    c->seg_end = i + 4 + len;
+    c->next = c->seg_end;
+    return true;
+}
+
+/* Reads k bytes (numbers, runs), crossing segments as needed; p may be NULL to skip. */
+static bool biff_bytes(biff_cursor *c, uint8_t *p, size_t k)
+{
+    while (k > 0) {
+        if (c->seg == c->seg_end && !biff_next_segment(c))
+            return false;
+        size_t m = c->seg_end - c->seg < k ? c->seg_end - c->seg : k;
+        if (p != NULL) {
+            memcpy(p, c->s + c->seg, m);
+            p += m;
+        }
+        c->seg += m;
+        k -= m;
+    }
+    return true;
+}
+
+/* Appends cch characters (8-bit or UTF-16 by `high`, the flag changing at segment boundaries) as
+ * UTF-8 to out[*o..cap). Returns false when the data ends first. */
+static bool biff_chars(biff_cursor *c, size_t cch, bool high, uint8_t *out, size_t cap, size_t *o)
+{
+    while (cch > 0) {
+        if (c->seg == c->seg_end) {
+            if (!biff_next_segment(c))
+                return false;
+            if (c->seg < c->seg_end)
+                high = (c->s[c->seg++] & 0x01u) != 0;
+            continue;
+        }
+        size_t avail = c->seg_end - c->seg, w = high ? 2 : 1;
+        size_t m = avail / w < cch ? avail / w : cch;
+        if (m == 0) {
+            c->seg = c->seg_end; /* half a UTF-16 unit: skip it */
+            continue;
+        }
+        const uint8_t *p = c->s + c->seg;
+        if (high) {
+            *o += engine__utf16le_narrow(p, m * 2, out + *o, cap - *o);
+        } else {
+            for (size_t i = 0; i < m && cap - *o >= 2; i++) {
+                if (p[i] < 0x80) {
+                    out[(*o)++] = p[i];
+                } else { /* Latin-1 to UTF-8 */
+                    out[(*o)++] = (uint8_t)(0xC0 | p[i] >> 6);
+                    out[(*o)++] = (uint8_t)(0x80 | (p[i] & 0x3F));
+                }
+            }
+        }
+        c->seg += m * w;
+        cch -= m;
+    }
+    return true;
+}
+
+size_t engine__excel_text(const uint8_t *s, size_t n, uint8_t *out, size_t cap)
+{
+    size_t o = 0, i = 0;
+    for (unsigned k = 0; k < 1000000 && n - i >= 4 && cap - o > 8; k++) {
+        uint16_t type = rd16(s + i);
+        size_t len = rd16(s + i + 2);
+        if (len > n - i - 4)
+            break;
+        biff_cursor c = {s, n, i + 4, i + 4 + len, i + 4 + len};
+        i += 4 + len;
+        if (type == 0x00FCu) { /* SST: two counts, then XLUnicodeRichExtendedStrings */
+            uint8_t cnt[8], h[4];
+            if (!biff_bytes(&c, cnt, 8))
+                continue;
+            uint32_t unique = rd32(cnt + 4);
+            for (uint32_t u = 0; u < unique && cap - o > 8; u++) {
+                if (!biff_bytes(&c, h, 3))
+                    break;
+                size_t cch = rd16(h);
+                uint8_t flags = h[2];
+                uint32_t runs = 0, ext = 0;
+                if ((flags & 0x08u) && biff_bytes(&c, h, 2))
+                    runs = rd16(h);
+                if ((flags & 0x04u) && biff_bytes(&c, h, 4))
+                    ext = rd32(h);
+                if (!biff_chars(&c, cch, (flags & 0x01u) != 0, out, cap - 1, &o))
+                    break;
+                out[o++] = '\n';
+                if (!biff_bytes(&c, NULL, (size_t)runs * 4) || !biff_bytes(&c, NULL, ext))
+                    break;
+            }
+            i = c.next;                           /* past the CONTINUE records the strings used */
+        } else if (type == 0x0204u && len >= 9) { /* LABEL: row, col, ixfe, XLUnicodeString */
+            size_t cch = rd16(s + c.seg + 6);
+            c.seg += 9;
+            if (biff_chars(&c, cch, (s[c.seg - 1] & 0x01u) != 0, out, cap - 1, &o))
+                out[o++] = '\n';
+        }
+    }
+    return o;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -708,6 +833,25 @@ static int word_text(office *o, GsfInfile *dir, const uint8_t *wd, size_t wn, co
     return 0;
 }
 
+/* Excel: the text of its shared strings and labels, as "Workbook>text". */
+static int excel_text(office *o, const uint8_t *s, size_t n, const char *path)
+{
+    size_t cap = n / 2 * 3 + 16;
+    if (cap > o->bound)
+        cap = o->bound;
+    uint8_t *text = malloc(cap);
+    if (text == NULL)
+        return ENGINE_ENOMEM;
+    size_t tl = engine__excel_text(s, n, text, cap);
+    if (tl > 0 && produce(o, tl)) {
+        char name[PATH_MAX_LEN + 16];
+        snprintf(name, sizeof(name), "%s>text", path);
+        child(o, text, tl, name);
+    }
+    free(text);
+    return 0;
+}
+
 /* A VBA module: its compressed source from text_offset, decompressed, as the child. */
 static int vba_module(office *o, const uint8_t *s, size_t n, uint32_t text_offset, const char *path)
 {
@@ -826,6 +970,8 @@ static int do_stream(office *o, GsfInfile *dir, GsfInput *in, const char *path, 
         } else if (strcmp(name, "Workbook") == 0 || strcmp(name, "Book") == 0) {
             if (engine__excel_encrypted(s, n))
                 note_encrypted(o);
+            else
+                err = excel_text(o, s, n, path);
         } else if (strcmp(name, "PowerPoint Document") == 0) {
             err = ppt_objects(o, s, n, path);
         }

@@ -83,6 +83,14 @@ size_t engine__word_text(const uint8_t *wd, size_t wn, const uint8_t *tbl, size_
 /* The FIB's fEncrypted flag and which table stream it names (1Table when *table1). */
 bool engine__word_fib(const uint8_t *wd, size_t wn, bool *encrypted, bool *table1);
 
+/*
+ * The text of a BIFF8 Workbook stream s[0..n): every string of its shared string table (SST and
+ * the CONTINUE records it spans) and of its LABEL records, 8-bit strings as Latin-1 and UTF-16
+ * ones narrowed, each followed by a newline, into out[0..cap). Returns the bytes written. Can't
+ * fail.
+ */
+size_t engine__excel_text(const uint8_t *s, size_t n, uint8_t *out, size_t cap);
+
 /* True when the globals substream of a BIFF8 Workbook stream carries a FILEPASS record. */
 bool engine__excel_encrypted(const uint8_t *s, size_t n);
 

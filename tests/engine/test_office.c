@@ -498,6 +498,25 @@ static void test_word_and_excel_records(void **state)
     assert_int_equal(gen_workbook("cell", true, &x), 0);
     assert_true(engine__excel_encrypted(x.p, x.n));
     gen_buf_free(&x);
+    /* Text: LABEL and SST strings, a UTF-16 one across a CONTINUE record. */
+    assert_int_equal(gen_workbook("label text", false, &x), 0);
+    n = engine__excel_text(x.p, x.n, out, sizeof(out));
+    assert_int_equal(n, 11);
+    assert_memory_equal(out, "label text\n", 11);
+    gen_buf_free(&x);
+    assert_int_equal(gen_workbook_sst("caf\xe9 across records", &x), 0);
+    n = engine__excel_text(x.p, x.n, out, sizeof(out));
+    assert_int_equal(n, 6 + 21);
+    assert_memory_equal(out, "first\ncaf\xc3\xa9 across records\n", n);
+    /* Every cut and every capacity: bounded, never past the data. */
+    for (size_t cut = 0; cut <= x.n; cut++) {
+        uint8_t *p = malloc(cut ? cut : 1);
+        memcpy(p, x.p, cut);
+        assert_true(engine__excel_text(p, cut, out, sizeof(out)) <= sizeof(out));
+        assert_true(engine__excel_text(p, cut, out, 9) <= 9);
+        free(p);
+    }
+    gen_buf_free(&x);
     gen_buf_free(&w);
     gen_buf_free(&t);
 }
@@ -594,7 +613,14 @@ static void test_excel_stream_scanned(void **state)
     gen_buf x = {0}, b = {0};
     assert_int_equal(gen_workbook("=cmd|' /c " SIG "'!A0", false, &x), 0);
     make_single("Workbook", x.p, x.n, &b);
-    scan_expect(c, &cfg, "book.xls", &b, ENGINE_VERDICT_DETECTED, "book.xls>Workbook", NULL);
+    scan_expect(c, &cfg, "book.xls", &b, ENGINE_VERDICT_DETECTED, "book.xls>Workbook>text", NULL);
+    gen_buf_free(&b);
+    gen_buf_free(&x);
+    /* A UTF-16 shared string split by a CONTINUE record: only the extracted text has SIG. */
+    assert_int_equal(gen_workbook_sst("=cmd|' /c " SIG "'!A0", &x), 0);
+    make_single("Workbook", x.p, x.n, &b);
+    assert_null(memmem(b.p, b.n, SIG, strlen(SIG)));
+    scan_expect(c, &cfg, "book.xls", &b, ENGINE_VERDICT_DETECTED, "book.xls>Workbook>text", NULL);
     gen_buf_free(&b);
     gen_buf_free(&x);
 }

@@ -3,8 +3,8 @@
  * it libgsf's compound file reader, the VBA, Word, Excel and PowerPoint parsers and ovba.c),
  * driven through a fake host as the scanner drives it: every child is checked (a name, bytes
  * readable end to end) and unpacked in turn one level deeper. The Ole10Native, Word text and
- * Excel parsers are also run on the input directly, so mutations reach them without a valid
- * compound file around them.
+ * Excel (FILEPASS, strings) parsers are also run on the input directly, so mutations reach them
+ * without a valid compound file around them.
  *
  * Inputs that do not start with the compound file signature get it (and a plausible header
  * field set) written over their first bytes, so most mutations reach libgsf's tables.
@@ -140,6 +140,8 @@ static void parsers(const uint8_t *p, size_t n)
     check(engine__word_text(p, half, p + half, n - half, out, sizeof(out)) <= sizeof(out));
     check(engine__word_text(p, n, p, n, out, 7) <= 7);
     (void)engine__excel_encrypted(p, n);
+    check(engine__excel_text(p, n, out, sizeof(out)) <= sizeof(out));
+    check(engine__excel_text(p, n, out, 7) <= 7);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

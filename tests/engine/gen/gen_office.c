@@ -398,6 +398,29 @@ int gen_workbook(const char *text, bool encrypted, gen_buf *out)
     return rc ? -1 : 0;
 }
 
+int gen_workbook_sst(const char *text, gen_buf *out)
+{
+    static const uint8_t bof[16] = {0x00, 0x06, 0x05, 0x00};
+    size_t n = strlen(text), half = n / 2;
+    gen_buf sst = {0}, cont = {0};
+    /* SST: counts, "first" 8-bit, then `text` UTF-16 with its first half here. */
+    int rc = put32(&sst, 2) || put32(&sst, 2) || put16(&sst, 5) || put8(&sst, 0) ||
+             gen_put(&sst, "first", 5) || put16(&sst, (unsigned)n) || put8(&sst, 0x01);
+    for (size_t i = 0; i < half && rc == 0; i++)
+        rc = put16(&sst, (unsigned char)text[i]);
+    /* CONTINUE: a flags byte (UTF-16 again), then the rest. */
+    rc = rc || put8(&cont, 0x01);
+    for (size_t i = half; i < n && rc == 0; i++)
+        rc = put16(&cont, (unsigned char)text[i]);
+    rc = rc || put16(out, 0x0809) || put16(out, 16) || gen_put(out, bof, 16) ||
+         put16(out, 0x00FC) || put16(out, (unsigned)sst.n) || gen_put(out, sst.p, sst.n) ||
+         put16(out, 0x003C) || put16(out, (unsigned)cont.n) || gen_put(out, cont.p, cont.n) ||
+         put16(out, 0x000A) || put16(out, 0);
+    gen_buf_free(&sst);
+    gen_buf_free(&cont);
+    return rc ? -1 : 0;
+}
+
 int gen_ppt_document(const void *obj, size_t len, bool compressed, gen_buf *out)
 {
     gen_buf body = {0};

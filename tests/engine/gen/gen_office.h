@@ -68,6 +68,12 @@ int gen_word(const char *text, bool encrypted, gen_buf *word, gen_buf *table);
 /* A BIFF8 Workbook stream: BOF, FILEPASS when encrypted, a LABEL record with `text`, EOF. */
 int gen_workbook(const char *text, bool encrypted, gen_buf *out);
 
+/*
+ * A BIFF8 Workbook stream whose shared string table holds "first" (8-bit) and `text` as UTF-16,
+ * the latter cut in the middle by a CONTINUE record (which restarts with its flags byte).
+ */
+int gen_workbook_sst(const char *text, gen_buf *out);
+
 /* A PowerPoint Document stream holding one ExOleObjStg of `obj`, zlib-compressed or not. */
 int gen_ppt_document(const void *obj, size_t len, bool compressed, gen_buf *out);
 

@@ -72,6 +72,13 @@ static void ole2(void)
     save("ole2", "native.doc", &b);
     gen_buf_free(&b);
 
+    gen_workbook_sst("shared string text", &x);
+    gen_part sp = {"Workbook", x.p, x.n};
+    gen_ole2(&sp, 1, NULL, &b);
+    save("ole2", "sst.xls", &b);
+    gen_buf_free(&b);
+    gen_buf_free(&x);
+
     gen_workbook("cell text", true, &x);
     gen_part xp = {"Workbook", x.p, x.n};
     gen_ole2(&xp, 1, NULL, &b);
