@@ -20,7 +20,8 @@
  *
  * The ratio cap (max_ratio, checked once the current member has produced RATIO_FLOOR bytes):
  *  - gzip, bzip2, xz: bytes produced / compressed bytes the decoder consumed so far;
- *  - ARJ, and LHA read by liblhasa: the member's bytes / its compressed size from its header;
+ *  - ARJ: the member's bytes / its compressed size from its header;
+ *  - LHA read by liblhasa: the member's bytes / the input its decoder consumed so far;
  *  - ZIP, TAR, CPIO, ISO, XAR, ar, LHA (a member's data is its own): the member's bytes / the
  *    input libarchive consumed while producing them (archive_filter_bytes(a, -1), which moves
  *    exactly as the decoder takes bytes; libarchive exposes no compressed size per entry). A TAR
@@ -1060,9 +1061,15 @@ static uint16_t crc16_arc(uint16_t c, const uint8_t *p, size_t n)
     return c;
 }
 
-/* Reads the current liblhasa member through the sink. Returns GO, STOP or ENGINE_ENOMEM. */
-static int lhasa_read_member(walker *w, LHAReader *r, const LHAFileHeader *hd, const char *name)
+/*
+ * Reads the current liblhasa member through the sink. The ratio is taken against the input the
+ * decoder actually consumed (m->pos moves as it reads), not the header's compressed size, which
+ * the archive can set to anything. Returns GO, STOP or ENGINE_ENOMEM.
+ */
+static int lhasa_read_member(walker *w, LHAReader *r, const LHAFileHeader *hd, const char *name,
+                             const lhasa_mem *m)
 {
+    size_t start = m->pos;
     member_begin(w, name);
     uint64_t out = 0;
     uint16_t crc = 0;
@@ -1072,7 +1079,7 @@ static int lhasa_read_member(walker *w, LHAReader *r, const LHAFileHeader *hd, c
             break;
         crc = crc16_arc(crc, w->chunk, got);
         out += got;
-        int st = produce(w, w->chunk, got, hd->compressed_length);
+        int st = produce(w, w->chunk, got, m->pos - start);
         if (st != GO) {
             member_end(w, st == STOP && w->flush);
             return st;
@@ -1114,7 +1121,7 @@ static int walk_lhasa(walker *w, const uint8_t *data, size_t len)
             break;
         snprintf(name, 8192, "%s%s", hd->path != NULL ? hd->path : "",
                  hd->filename != NULL ? hd->filename : "");
-        st = lhasa_read_member(w, r, hd, name);
+        st = lhasa_read_member(w, r, hd, name, &m);
     }
     free(name);
     lha_reader_free(r);
