@@ -834,11 +834,13 @@ int engine__unpack(engine__unpack_host *h, const uint8_t *data, size_t len)
     if (h == NULL || h->cfg == NULL)
         return 1;
     /*
-     * With only scan_office on (the default), the only containers are OLE2 ("D0 CF") and OOXML
-     * ("PK"): a look at the first byte spares full detection for the scripts the broker sees.
+     * With only scan_office on (the default), the only containers are OLE2 and OOXML (a ZIP
+     * starting with a local header): a look at the first four bytes spares full detection for
+     * the scripts the broker sees, including those that start with 'P' ("Param(").
      */
     if (!h->cfg->scan_archives && !h->cfg->scan_packages &&
-        (!h->cfg->scan_office || len < 4 || (data[0] != 'P' && data[0] != 0xD0)))
+        (!h->cfg->scan_office || len < 4 ||
+         (memcmp(data, "PK\x03\x04", 4) != 0 && memcmp(data, "\xD0\xCF\x11\xE0", 4) != 0)))
         return 1;
     size_t start, end;
     engine__ctype t = detect_span(data, len, &start, &end);
