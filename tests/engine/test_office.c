@@ -48,6 +48,9 @@ typedef struct rec {
     unsigned children;
     uint64_t charged;
     bool in_stream;
+    unsigned streams;     /* stream children opened */
+    unsigned time_calls;  /* out_of_time() calls so far */
+    unsigned time_budget; /* out_of_time() is true after this many calls (0: never) */
 } rec;
 
 static void append(char *buf, size_t cap, const char *text)
@@ -65,6 +68,7 @@ static bool rec_stream_open(engine__unpack_host *h, const char *name)
     rec *r = h->opaque;
     (void)name;
     r->in_stream = true;
+    r->streams++;
     return false;
 }
 
@@ -104,7 +108,13 @@ static void rec_note(engine__unpack_host *h, const char *reason, bool error)
 
 static bool rec_out_of_time(engine__unpack_host *h)
 {
-    (void)h;
+    rec *r = h->opaque;
+    r->time_calls++;
+    if (r->time_budget != 0 && r->time_calls > r->time_budget) {
+        if (strstr(r->notes, "MaxScanTime") == NULL)
+            append(r->notes, sizeof(r->notes), "Limits.Exceeded.MaxScanTime");
+        return true;
+    }
     return false;
 }
 
@@ -820,6 +830,30 @@ static void test_limits(void **state)
     assert_int_equal(rec_run(&r, "many.doc", b.p, b.n), 0);
     assert_int_equal(r.children, 10);
     expect_has("notes", r.notes, "Limits.Exceeded.MaxFiles");
+    gen_buf_free(&b);
+
+    /* The clock: out of time after a few checks, the walk stops. */
+    assert_int_equal(gen_ole2(parts, 40, NULL, &b), 0);
+    rec_init(&r);
+    r.time_budget = 5;
+    assert_int_equal(rec_run(&r, "many.doc", b.p, b.n), 0);
+    assert_true(r.children < 5);
+    expect_has("notes", r.notes, "Limits.Exceeded.MaxScanTime");
+    gen_buf_free(&b);
+
+    /* A stream larger than the member bound, min(max_scan_size, 64 MiB), is streamed. */
+    uint8_t *big = calloc(1, 30000);
+    gen_part one = {"Big", big, 30000};
+    assert_int_equal(gen_ole2(&one, 1, NULL, &b), 0);
+    rec_init(&r);
+    r.cfg.max_scan_size = 20000;
+    assert_int_equal(rec_run(&r, "big.doc", b.p, b.n), 0);
+    assert_int_equal(r.streams, 1);
+    expect_has("notes", r.notes, "Limits.Exceeded.MaxScanSize");
+    r.cfg.max_scan_size = 1u << 20;
+    assert_int_equal(rec_run(&r, "big.doc", b.p, b.n), 0);
+    expect_has("children", r.log, "big.doc>Big");
+    free(big);
     gen_buf_free(&b);
 
     /* max_compound_size: the document is not unpacked; its raw bytes hide SIG. */
