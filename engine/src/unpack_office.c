@@ -1022,8 +1022,32 @@ static int walk(office *o, GsfInfile *dir, char *path, size_t plen, unsigned lev
     return err;
 }
 
+/*
+ * [MS-CFB] 2.6.3: entry 0 of the directory is the root storage (type 5) and has no siblings. A
+ * file whose entry 0 breaks this is refused as corrupt before libgsf sees it: libgsf 1.14.50
+ * parses the siblings of entry 0 without attaching them to anything, so each such document
+ * would leak its entries for the life of the process (found by tests/fuzz/fuzz_ole2.c).
+ */
+static bool root_entry_ok(const uint8_t *p, size_t n)
+{
+    if (n < 512)
+        return false;
+    unsigned shift = rd16(p + 30);
+    if (shift != 9 && shift != 12)
+        return false;
+    uint64_t at = ((uint64_t)rd32(p + 48) + 1) << shift;
+    if (at > n || n - at < 128)
+        return false;
+    const uint8_t *root = p + at;
+    return root[0x42] == 5 && rd32(root + 0x44) == 0xFFFFFFFFu && rd32(root + 0x48) == 0xFFFFFFFFu;
+}
+
 int engine__unpack_ole2(engine__unpack_host *h, engine__ctype t, const uint8_t *data, size_t len)
 {
+    if (!root_entry_ok(data, len)) {
+        h->note(h, "ole2: corrupt", true);
+        return 0;
+    }
     engine__office_global_init();
     uint64_t bound =
         h->cfg->max_scan_size < MEMBER_BOUND_MAX ? h->cfg->max_scan_size : MEMBER_BOUND_MAX;
