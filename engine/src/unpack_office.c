@@ -1023,31 +1023,182 @@ static int walk(office *o, GsfInfile *dir, char *path, size_t plen, unsigned lev
 }
 
 /*
- * [MS-CFB] 2.6.3: entry 0 of the directory is the root storage (type 5) and has no siblings. A
- * file whose entry 0 breaks this is refused as corrupt before libgsf sees it: libgsf 1.14.50
- * parses the siblings of entry 0 without attaching them to anything, so each such document
- * would leak its entries for the life of the process (found by tests/fuzz/fuzz_ole2.c).
+ * A check of the compound file's directory before libgsf parses it. libgsf 1.14.50 builds its
+ * directory tree recursively, one stack frame per step along the sibling and child links, and
+ * inserts each entry into a sorted list: a crafted 6 MiB file whose 50,000 entries form one
+ * sibling chain overflows the stack (a crash of the scanning process) after seconds of
+ * quadratic work; entry 0 with siblings of its own makes it leak those entries. So the tree is
+ * walked here first, iteratively, from the sector tables ([MS-CFB] 2.2 header, 2.3 FAT, 2.5
+ * DIFAT, 2.6 directory): entry 0 must be a sibling-free root storage (type 5), no entry may be
+ * reached twice (a cycle), the links must not nest deeper than DIR_MAX_DEPTH (a real file's
+ * red-black trees stay under 2 log2(n) + its storage nesting) and at most DIR_MAX_ENTRIES
+ * entries may be reachable. A file failing any of these is "ole2: corrupt" (or "ole2: directory
+ * too large") and libgsf never sees it. Found by tests/fuzz/fuzz_ole2.c and by hand.
  */
-static bool root_entry_ok(const uint8_t *p, size_t n)
+#define DIR_MAX_DEPTH   256
+#define DIR_MAX_ENTRIES 8192
+
+#define CFB_FREE       0xFFFFFFFFu
+#define CFB_ENDOFCHAIN 0xFFFFFFFEu
+#define CFB_MAXREGSECT 0xFFFFFFFAu
+
+/* Outcomes of the check besides 0 and ENGINE_ENOMEM (positive, so never an error code). */
+#define CFB_BAD 2 /* malformed: refused as corrupt */
+#define CFB_BIG 3 /* more reachable entries than DIR_MAX_ENTRIES */
+
+/* The sector tables of a compound file in memory. */
+typedef struct cfb {
+    const uint8_t *p;
+    size_t n;
+    unsigned shift;
+    size_t ssz;    /* sector size */
+    size_t nsect;  /* sectors the file holds after its header */
+    uint32_t *fat; /* FAT sector ids, from the DIFAT */
+    size_t nfat;
+} cfb;
+
+/* The file offset of sector s, or 0 when it is not inside the file. */
+static size_t cfb_sector(const cfb *c, uint32_t s)
 {
+    if (s > CFB_MAXREGSECT || s >= c->nsect)
+        return 0;
+    return ((size_t)s + 1) << c->shift;
+}
+
+/* The FAT entry of sector s (the next sector of its chain), or CFB_FREE when unreadable. */
+static uint32_t cfb_next(const cfb *c, uint32_t s)
+{
+    size_t per = c->ssz / 4;
+    size_t k = s / per;
+    if (k >= c->nfat)
+        return CFB_FREE;
+    size_t at = cfb_sector(c, c->fat[k]);
+    if (at == 0)
+        return CFB_FREE;
+    return rd32(c->p + at + (s % per) * 4);
+}
+
+/* Reads the header and the DIFAT. Returns 0, CFB_BAD for a malformed file, or ENGINE_ENOMEM. */
+static int cfb_open(cfb *c, const uint8_t *p, size_t n)
+{
+    memset(c, 0, sizeof(*c));
     if (n < 512)
-        return false;
-    unsigned shift = rd16(p + 30);
-    if (shift != 9 && shift != 12)
-        return false;
-    uint64_t at = ((uint64_t)rd32(p + 48) + 1) << shift;
-    if (at > n || n - at < 128)
-        return false;
-    const uint8_t *root = p + at;
-    return root[0x42] == 5 && rd32(root + 0x44) == 0xFFFFFFFFu && rd32(root + 0x48) == 0xFFFFFFFFu;
+        return CFB_BAD;
+    c->p = p;
+    c->n = n;
+    c->shift = rd16(p + 30);
+    if (c->shift != 9 && c->shift != 12)
+        return CFB_BAD;
+    c->ssz = (size_t)1 << c->shift;
+    if (n <= c->ssz)
+        return CFB_BAD;
+    c->nsect = (n - c->ssz) / c->ssz;
+    size_t want = rd32(p + 44);
+    if (want > c->nsect)
+        return CFB_BAD;
+    c->fat = malloc((want ? want : 1) * sizeof(*c->fat));
+    if (c->fat == NULL)
+        return ENGINE_ENOMEM;
+    for (size_t i = 0; i < 109 && c->nfat < want; i++)
+        c->fat[c->nfat++] = rd32(p + 76 + 4 * i);
+    uint32_t ds = rd32(p + 68);
+    for (size_t hops = 0; c->nfat < want && hops <= c->nsect; hops++) {
+        size_t at = cfb_sector(c, ds);
+        if (at == 0)
+            return CFB_BAD;
+        size_t per = c->ssz / 4 - 1;
+        for (size_t i = 0; i < per && c->nfat < want; i++)
+            c->fat[c->nfat++] = rd32(p + at + 4 * i);
+        ds = rd32(p + at + 4 * per);
+    }
+    return c->nfat == want ? 0 : CFB_BAD;
+}
+
+/* Checks the directory tree as described above. Returns 0, CFB_BAD, CFB_BIG or ENGINE_ENOMEM. */
+static int cfb_check_directory(const cfb *c)
+{
+    /* The directory's sectors, in chain order. */
+    size_t cap = c->nsect < 65536 ? c->nsect : 65536, nd = 0;
+    uint32_t *secs = malloc((cap ? cap : 1) * sizeof(*secs));
+    if (secs == NULL)
+        return ENGINE_ENOMEM;
+    uint32_t s = rd32(c->p + 48);
+    while (s != CFB_ENDOFCHAIN && nd < cap && cfb_sector(c, s) != 0) {
+        secs[nd++] = s;
+        s = cfb_next(c, s);
+    }
+    size_t per = c->ssz / 128, nent = nd * per;
+    int rc = nd == 0 ? CFB_BAD : 0;
+    uint8_t *seen = rc == 0 ? calloc(nent, 1) : NULL;
+    struct {
+        uint32_t id, depth;
+    } *stack = rc == 0 ? malloc(sizeof(*stack) * (DIR_MAX_ENTRIES * 3 + 3)) : NULL;
+    if (rc == 0 && (seen == NULL || stack == NULL))
+        rc = ENGINE_ENOMEM;
+    size_t top = 0, count = 0;
+    if (rc == 0) {
+        const uint8_t *root = c->p + cfb_sector(c, secs[0]);
+        if (root[0x42] != 5 || rd32(root + 0x44) != CFB_FREE || rd32(root + 0x48) != CFB_FREE)
+            rc = CFB_BAD;
+        stack[top].id = 0;
+        stack[top++].depth = 0;
+    }
+    while (rc == 0 && top > 0) {
+        top--;
+        uint32_t id = stack[top].id, depth = stack[top].depth;
+        if (id >= nent || seen[id]) {
+            rc = CFB_BAD;
+            break;
+        }
+        seen[id] = 1;
+        if (++count > DIR_MAX_ENTRIES) {
+            rc = CFB_BIG;
+            break;
+        }
+        if (depth > DIR_MAX_DEPTH) {
+            rc = CFB_BAD;
+            break;
+        }
+        const uint8_t *e = c->p + cfb_sector(c, secs[id / per]) + (id % per) * 128;
+        uint8_t type = e[0x42];
+        if (type != 1 && type != 2 && type != 5)
+            continue; /* libgsf skips it, and its links */
+        uint32_t links[3] = {rd32(e + 0x44), rd32(e + 0x48), type == 2 ? CFB_FREE : rd32(e + 0x4C)};
+        for (int k = 0; k < 3; k++)
+            if (links[k] != CFB_FREE && !(id == 0 && k < 2)) {
+                stack[top].id = links[k];
+                stack[top++].depth = depth + 1;
+            }
+    }
+    free(stack);
+    free(seen);
+    free(secs);
+    return rc;
+}
+
+/* Runs the directory check; notes why a file is refused. Returns 0 (go on), 1 (refused) or
+ * ENGINE_ENOMEM. */
+static int precheck(engine__unpack_host *h, const uint8_t *data, size_t len)
+{
+    cfb c;
+    int rc = cfb_open(&c, data, len);
+    if (rc == 0)
+        rc = cfb_check_directory(&c);
+    free(c.fat);
+    if (rc == ENGINE_ENOMEM)
+        return rc;
+    if (rc == CFB_BIG)
+        h->note(h, "ole2: directory too large", true);
+    else if (rc != 0)
+        h->note(h, "ole2: corrupt", true);
+    return rc == 0 ? 0 : 1;
 }
 
 int engine__unpack_ole2(engine__unpack_host *h, engine__ctype t, const uint8_t *data, size_t len)
 {
-    if (!root_entry_ok(data, len)) {
-        h->note(h, "ole2: corrupt", true);
-        return 0;
-    }
+    int pre = precheck(h, data, len);
+    if (pre != 0)
+        return pre == 1 ? 0 : pre;
     engine__office_global_init();
     uint64_t bound =
         h->cfg->max_scan_size < MEMBER_BOUND_MAX ? h->cfg->max_scan_size : MEMBER_BOUND_MAX;

@@ -934,6 +934,29 @@ static void test_truncated_and_corrupt(void **state)
         gen_buf_free(&bufs[i]);
     gen_buf_free(&d);
 
+    /* Directories libgsf would recurse into without bound, or grind through: refused first. */
+    gen_buf dd = {0};
+    assert_int_equal(gen_ole2_directory(300, false, &dd), 0); /* a fair tree: read */
+    rec rh;
+    rec_init(&rh);
+    assert_int_equal(rec_run(&rh, "tree.doc", dd.p, dd.n), 0);
+    expect_has("children", rh.log, "tree.doc>S299");
+    gen_buf_free(&dd);
+    assert_int_equal(gen_ole2_directory(2000, true, &dd), 0); /* a chain 2000 deep */
+    scan_expect(c, &cfg, "chain.doc", &dd, ENGINE_VERDICT_ERROR, NULL, "ole2: corrupt");
+    gen_buf_free(&dd);
+    assert_int_equal(gen_ole2_directory(12000, false, &dd), 0); /* shallow but huge */
+    scan_expect(c, &cfg, "wide.doc", &dd, ENGINE_VERDICT_ERROR, NULL, "ole2: directory too large");
+    gen_buf_free(&dd);
+    /* A root entry with siblings (libgsf would leak them). */
+    assert_int_equal(gen_ole2_directory(3, false, &dd), 0);
+    uint8_t *root = dd.p + 512 * 3; /* header, one FAT sector... */
+    assert_int_equal(root[66], 5);
+    root[0x48] = 2;
+    root[0x49] = root[0x4A] = root[0x4B] = 0;
+    scan_expect(c, &cfg, "sib.doc", &dd, ENGINE_VERDICT_ERROR, NULL, "ole2: corrupt");
+    gen_buf_free(&dd);
+
     /* Random damage anywhere: a verdict, never a crash (ASan/UBSan builds check the rest). */
     uint32_t x = 99;
     uint8_t *m = malloc(b.n);

@@ -449,6 +449,76 @@ int gen_ppt_document(const void *obj, size_t len, bool compressed, gen_buf *out)
     return rc ? -1 : 0;
 }
 
+/* Links entries [lo, hi) as a balanced tree; returns its root id (0xFFFFFFFF when empty). */
+static uint32_t balance(uint8_t *dir, uint32_t lo, uint32_t hi)
+{
+    if (lo >= hi)
+        return 0xFFFFFFFFu;
+    uint32_t mid = lo + (hi - lo) / 2;
+    set32(dir + mid * 128 + 0x44, balance(dir, lo, mid));
+    set32(dir + mid * 128 + 0x48, balance(dir, mid + 1, hi));
+    return mid;
+}
+
+int gen_ole2_directory(unsigned entries, bool chain, gen_buf *out)
+{
+    /* Header, FAT sectors, then the directory; 512-byte sectors, at most 109 FAT sectors. */
+    size_t dir_secs = ((size_t)entries * 128 + 511) / 512;
+    size_t fat_secs = (dir_secs + 127) / 128 + 1;
+    if (entries < 1 || fat_secs > 109)
+        return -1;
+    size_t size = 512 * (1 + fat_secs + dir_secs);
+    uint8_t *p = calloc(1, size);
+    if (p == NULL)
+        return -1;
+    static const uint8_t sig[8] = {0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1};
+    memcpy(p, sig, 8);
+    set16(p + 24, 0x3E);
+    set16(p + 26, 3);
+    set16(p + 28, 0xFFFE);
+    set16(p + 30, 9);
+    set16(p + 32, 6);
+    set32(p + 44, (uint32_t)fat_secs);
+    set32(p + 48, (uint32_t)fat_secs);
+    set32(p + 56, 4096);
+    set32(p + 60, 0xFFFFFFFEu);
+    set32(p + 68, 0xFFFFFFFEu);
+    for (size_t i = 0; i < 109; i++)
+        set32(p + 76 + 4 * i, i < fat_secs ? (uint32_t)i : 0xFFFFFFFFu);
+    uint8_t *fat = p + 512;
+    for (size_t i = 0; i < fat_secs * 128; i++)
+        set32(fat + 4 * i, 0xFFFFFFFFu);
+    for (size_t i = 0; i < fat_secs; i++)
+        set32(fat + 4 * i, 0xFFFFFFFDu);
+    for (size_t i = 0; i < dir_secs; i++) {
+        size_t sct = fat_secs + i;
+        set32(fat + 4 * sct, i + 1 < dir_secs ? (uint32_t)(sct + 1) : 0xFFFFFFFEu);
+    }
+    uint8_t *dir = p + 512 * (1 + fat_secs);
+    for (uint32_t i = 0; i < entries; i++) {
+        uint8_t *e = dir + (size_t)i * 128;
+        char name[16];
+        int k = i == 0 ? snprintf(name, sizeof(name), "Root Entry")
+                       : snprintf(name, sizeof(name), "S%u", (unsigned)i);
+        for (int j = 0; j < k; j++)
+            e[2 * j] = (uint8_t)name[j];
+        set16(e + 64, (unsigned)(2 * k + 2));
+        e[66] = i == 0 ? 5 : 2;
+        e[67] = 1;
+        set32(e + 0x44, 0xFFFFFFFFu);
+        set32(e + 0x48, chain && i > 0 && i + 1 < entries ? i + 1 : 0xFFFFFFFFu);
+        set32(e + 0x4C, 0xFFFFFFFFu);
+        set32(e + 116, 0xFFFFFFFEu);
+    }
+    uint32_t first = entries > 1 ? 1 : 0xFFFFFFFFu;
+    if (!chain)
+        first = balance(dir, 1, entries);
+    set32(dir + 0x4C, first);
+    int rc = gen_put(out, p, size);
+    free(p);
+    return rc;
+}
+
 void gen_msi_name(const char *name, char *out, size_t cap)
 {
     static const char chars[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz._";

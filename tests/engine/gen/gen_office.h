@@ -77,6 +77,13 @@ int gen_workbook_sst(const char *text, gen_buf *out);
 /* A PowerPoint Document stream holding one ExOleObjStg of `obj`, zlib-compressed or not. */
 int gen_ppt_document(const void *obj, size_t len, bool compressed, gen_buf *out);
 
+/*
+ * A compound file written by hand (not libgsf): a root storage and `entries` - 1 empty streams,
+ * linked as one chain of right siblings (chain) or as a balanced tree. Used to check that the
+ * directory walk refuses what would make libgsf recurse or work without bound.
+ */
+int gen_ole2_directory(unsigned entries, bool chain, gen_buf *out);
+
 /* The class id of an MSI database. */
 extern const uint8_t gen_msi_clsid[16];
 
