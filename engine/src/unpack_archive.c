@@ -60,6 +60,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #define ZLIB_CONST
 #include <zlib.h>
 
@@ -68,6 +69,9 @@
 
 /* Largest member held whole in memory; the bound is also at most max_scan_size. */
 #define MEMBER_BOUND_MAX (64u * 1024u * 1024u)
+
+/* Member buffers from this size on are aligned and advised as huge pages. */
+#define HUGE_PAGE (2u * 1024u * 1024u)
 
 /* First allocation for a member; it then doubles up to the bound. */
 #define MEMBER_FIRST_CAP (256u * 1024u)
@@ -180,6 +184,27 @@ static int member_to_stream(walker *w)
     return done ? STOP : GO;
 }
 
+/*
+ * Grows a member buffer to cap bytes, keeping its first len. Buffers of 2 MiB and more are
+ * 2 MiB-aligned and advised as huge pages: a member is written once, front to back, into fresh
+ * memory, and on a virtual machine the page faults of 4 KiB pages cost more than the inflate
+ * (a 32 MiB gzip member: 8192 faults against 16). Returns NULL when memory ran out (old kept).
+ */
+static uint8_t *member_alloc(uint8_t *old, size_t len, size_t cap)
+{
+    if (cap < HUGE_PAGE)
+        return realloc(old, cap);
+    void *nb = NULL;
+    size_t rounded = (cap + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1);
+    if (posix_memalign(&nb, HUGE_PAGE, rounded) != 0)
+        return NULL;
+    madvise(nb, rounded, MADV_HUGEPAGE);
+    if (len > 0)
+        memcpy(nb, old, len);
+    free(old);
+    return nb;
+}
+
 /* Keeps p[0..n) of the member (in memory or through the stream). Returns GO, STOP or ENOMEM. */
 static int member_put(walker *w, const uint8_t *p, size_t n)
 {
@@ -194,7 +219,7 @@ static int member_put(walker *w, const uint8_t *p, size_t n)
         size_t cap = w->bcap ? w->bcap : MEMBER_FIRST_CAP < w->bound ? MEMBER_FIRST_CAP : w->bound;
         while (cap - w->blen < n)
             cap = cap > w->bound / 2 ? w->bound : cap * 2;
-        uint8_t *nb = realloc(w->buf, cap);
+        uint8_t *nb = member_alloc(w->buf, w->blen, cap);
         if (nb == NULL)
             return ENGINE_ENOMEM;
         w->buf = nb;
