@@ -2204,6 +2204,7 @@ int main(int argc, char **argv)
         b->enabled[t] =
             ((b->opt.targets >> t) & 1u) && ((t != T_YARA && t != T_YARA_SCANNER) || b->opt.yara);
     }
+    engine_global_init();
     rc = engine_check_platform();
     if (rc != 0) {
         die("%s", engine_strerror(rc));

@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
     build-essential cmake pkg-config
     libhyperscan-dev zlib1g-dev liblzma-dev libbz2-dev libarchive-dev libssl-dev libinih-dev
+    # Office documents (OLE2) and LHA methods libarchive lacks (ICE's -lh1-)
+    libgsf-1-dev liblhasa-dev
     # tests and checks: cmocka, the libyara peer, formatting, and the tools that build the
     # containers the unpacking tests read
     libcmocka-dev libyara-dev clang-format

@@ -414,6 +414,7 @@ int main(int argc, char **argv)
         free(d.sets);
         return 1;
     }
+    engine_global_init(); /* before any thread: libgsf asks for it */
     if (load_config(&d, &d.cfg) != 0) {
         free(d.sets);
         return 2;

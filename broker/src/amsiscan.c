@@ -520,6 +520,7 @@ int main(int argc, char **argv)
                 engine_strerror(ENGINE_EPLATFORM), engine_hyperscan_version());
         goto out;
     }
+    engine_global_init(); /* before any thread: libgsf asks for it */
     if (load_rules(&a) != 0)
         goto out;
     int rc = engine_scratch_create(a.rules, &a.scratch);

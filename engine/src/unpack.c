@@ -18,6 +18,7 @@
  */
 #include "unpack.h"
 #include "unpack_archive.h"
+#include "unpack_office.h"
 
 #include <string.h>
 #include <zlib.h>
@@ -822,20 +823,28 @@ static bool class_enabled(const engine_config *cfg, engine__cclass c)
     }
 }
 
+int engine_global_init(void)
+{
+    engine__office_global_init();
+    return 0;
+}
+
 int engine__unpack(engine__unpack_host *h, const uint8_t *data, size_t len)
 {
     if (h == NULL || h->cfg == NULL)
         return 1;
-    /* Office formats have no unpacker yet, so with only scan_office on (the default) nothing can
-     * be unpacked: skip detection, which otherwise runs on every script the broker sees. */
-    if (!h->cfg->scan_archives && !h->cfg->scan_packages)
+    /*
+     * With only scan_office on (the default), the only containers are OLE2 and OOXML (a ZIP
+     * starting with a local header): a look at the first four bytes spares full detection for
+     * the scripts the broker sees, including those that start with 'P' ("Param(").
+     */
+    if (!h->cfg->scan_archives && !h->cfg->scan_packages &&
+        (!h->cfg->scan_office || len < 4 ||
+         (memcmp(data, "PK\x03\x04", 4) != 0 && memcmp(data, "\xD0\xCF\x11\xE0", 4) != 0)))
         return 1;
     size_t start, end;
     engine__ctype t = detect_span(data, len, &start, &end);
     if (t == ENGINE__CT_NONE || !class_enabled(h->cfg, engine__ctype_class(t)))
-        return 1;
-    /* OLE2 documents, MSI and OOXML have no unpacker yet: their raw bytes are scanned. */
-    if (t == ENGINE__CT_OLE2 || t == ENGINE__CT_MSI || t == ENGINE__CT_OOXML)
         return 1;
     if (len > h->cfg->max_compound_size) {
         h->note(h, "Limits.Exceeded.MaxCompoundSize", false);
@@ -845,5 +854,7 @@ int engine__unpack(engine__unpack_host *h, const uint8_t *data, size_t len)
         h->note(h, "Limits.Exceeded.MaxRecursion", false);
         return 1;
     }
+    if (t == ENGINE__CT_OLE2 || t == ENGINE__CT_MSI)
+        return engine__unpack_ole2(h, t, data + start, end - start);
     return engine__unpack_container(h, t, data + start, end - start);
 }

@@ -103,6 +103,7 @@ static int setup(void **state)
         return -1;
     }
     etw_config_cleanup(&tc);
+    engine_global_init();
     const char *paths[] = {AMSI_SOURCE_DIR "/engine/rules/default.yar",
                            AMSI_TEST_DATA "/broker/data/test.yar"};
     engine_diag diag;

@@ -638,26 +638,40 @@ static blob make_ole2(uint32_t clsid0)
     return b;
 }
 
-static void test_office_types_not_unpacked_yet(void **state)
+/*
+ * Office types go to their unpackers (tests/engine/test_office.c has the documents): OOXML
+ * through the ZIP walker, and a compound file whose tables libgsf refuses is an error.
+ */
+static void test_office_types(void **state)
 {
     (void)state;
     fake f;
     fake_init(&f);
     blob b = load("ooxml.zip");
     assert_int_equal(engine__detect_type(b.p, b.n), ENGINE__CT_OOXML);
-    assert_int_equal(run(&f, "doc.docx", b.p, b.n), 1);
-    expect_text("children", f.log, "");
+    assert_int_equal(run(&f, "doc.docx", b.p, b.n), 0);
+    expect_text("children", f.log, "doc.docx>[Content_Types].xml(*) | doc.docx>evil.ps1(81)!");
     expect_text("notes", f.notes, "");
+    /* With scan_office alone (the default), OOXML is still unpacked. */
+    f.cfg.scan_archives = f.cfg.scan_packages = false;
+    assert_int_equal(run(&f, "doc.docx", b.p, b.n), 0);
+    expect_text("children", f.log, "doc.docx>[Content_Types].xml(*) | doc.docx>evil.ps1(81)!");
+    f.cfg.scan_office = false;
+    assert_int_equal(run(&f, "doc.docx", b.p, b.n), 1);
     free(b.p);
 
+    fake_init(&f);
     b = make_ole2(0x00020906u); /* a Word document's class id */
     assert_int_equal(engine__detect_type(b.p, b.n), ENGINE__CT_OLE2);
-    assert_int_equal(run(&f, "doc.doc", b.p, b.n), 1);
+    assert_int_equal(run(&f, "doc.doc", b.p, b.n), 0);
+    expect_text("notes", f.notes, "ole2: corrupt [E]");
     free(b.p);
     b = make_ole2(0x000C1084u);
     assert_int_equal(engine__detect_type(b.p, b.n), ENGINE__CT_MSI);
+    assert_int_equal(run(&f, "setup.msi", b.p, b.n), 0);
+    expect_text("notes", f.notes, "ole2: corrupt [E]");
+    f.cfg.scan_packages = false;
     assert_int_equal(run(&f, "setup.msi", b.p, b.n), 1);
-    expect_text("notes", f.notes, "");
     free(b.p);
 }
 
@@ -750,6 +764,67 @@ static void test_lha(void **state)
         free(sfx);
         free(b.p);
     }
+}
+
+/*
+ * ICE archives are LHA archives whose members use -lh1- (LZHUF), which libarchive cannot decode:
+ * they are read with liblhasa. tests/engine/data/lha/ice.lzh was written by
+ * tests/engine/gen/make_ice_samples.sh (jLHA's -lh1- encoder, checked with lhasa).
+ */
+/* Reads a committed sample of tests/engine/data into a heap block of exactly its size. */
+static blob load_data(const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/engine/data/%s", AMSI_TEST_DATA, name);
+    FILE *fp = fopen(path, "rb");
+    if (fp == NULL)
+        fail_msg("cannot open %s", path);
+    uint8_t buf[65536];
+    size_t n = fread(buf, 1, sizeof(buf), fp);
+    fclose(fp);
+    return from_bytes(buf, n);
+}
+
+static void test_lha_ice(void **state)
+{
+    (void)state;
+    blob b = load_data("lha/ice.lzh");
+    size_t n = b.n;
+    assert_null(memmem(b.p, b.n, SIG, strlen(SIG)));
+    assert_int_equal(engine__detect_type(b.p, b.n), ENGINE__CT_LHA);
+    fake f;
+    fake_init(&f);
+    assert_int_equal(run(&f, "a.ice", b.p, b.n), 0);
+    expect_text("children", f.log, "a.ice>script.ps1(4442)! | a.ice>big.ps1(219360)!");
+    expect_text("notes", f.notes, "");
+
+    /* A flipped bit in the compressed data: a CRC mismatch (or a member cut short), noted. */
+    b.p[n / 2] ^= 0x10;
+    assert_int_equal(run(&f, "a.ice", b.p, b.n), 0);
+    if (strstr(f.notes, "lha: CRC mismatch [E]") == NULL &&
+        strstr(f.notes, "lha: truncated [E]") == NULL)
+        fail_msg("notes: %s", f.notes);
+    b.p[n / 2] ^= 0x10;
+
+    /* Cut inside the second member. */
+    assert_int_equal(run(&f, "a.ice", b.p, b.n - 2000), 0);
+    expect_text("notes", f.notes, "lha: truncated [E]");
+    free(b.p);
+
+    /* A header naming -lh1- over stored bytes decodes to garbage: an error, never a crash. */
+    const char *data = "Invoke-Expression " SIG "\n";
+    gen_buf g = {0};
+    assert_int_equal(gen_lha_stored(0, "ice.ps1", data, strlen(data), &g), 0);
+    assert_memory_equal(g.p + 2, "-lh0-", 5);
+    g.p[5] = '1';
+    uint8_t sum = 0;
+    for (size_t i = 2; i < (size_t)g.p[0] + 2; i++)
+        sum = (uint8_t)(sum + g.p[i]);
+    g.p[1] = sum;
+    b = from_gen(&g);
+    assert_int_equal(run(&f, "b.ice", b.p, b.n), 0);
+    assert_true(strstr(f.notes, "[E]") != NULL);
+    free(b.p);
 }
 
 static void test_iso_cpio_xar_ar(void **state)
@@ -1346,6 +1421,10 @@ static void test_via_scan(void **state)
                 NULL);
     scan_expect(rules, s, &cfg, "zip_enc.zip", load("zip_enc.zip"), ENGINE_VERDICT_ERROR, NULL,
                 "zip: encrypted member");
+    scan_expect(rules, s, &cfg, "a.ice", load_data("lha/ice.lzh"), ENGINE_VERDICT_DETECTED,
+                "a.ice>script.ps1", NULL);
+    scan_expect(rules, s, &cfg, "clean.ice", load_data("lha/ice_clean.lzh"), ENGINE_VERDICT_CLEAN,
+                NULL, "");
     scan_expect(rules, s, &cfg, "sparse.tar", load("sparse.tar"), ENGINE_VERDICT_LIMIT, NULL,
                 "Limits.Exceeded.MaxRatio");
 
@@ -1397,13 +1476,14 @@ int main(void)
         cmocka_unit_test(test_detect_lookalikes),
         cmocka_unit_test(test_detect_decoys),
         cmocka_unit_test(test_names_and_classes),
-        cmocka_unit_test(test_office_types_not_unpacked_yet),
+        cmocka_unit_test(test_office_types),
         cmocka_unit_test(test_zip_variants),
         cmocka_unit_test(test_tar_variants),
         cmocka_unit_test(test_7z),
         cmocka_unit_test(test_rar),
         cmocka_unit_test(test_cab),
         cmocka_unit_test(test_lha),
+        cmocka_unit_test(test_lha_ice),
         cmocka_unit_test(test_iso_cpio_xar_ar),
         cmocka_unit_test(test_deb),
         cmocka_unit_test(test_compression_layers),

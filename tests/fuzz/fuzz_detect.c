@@ -10,9 +10,10 @@
  * a fuzzer would otherwise have to grow 32 KiB of input to reach).
  *
  * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -Iengine/include -Iengine/src \
- *            engine/src/unpack.c engine/src/unpack_archive.c engine/src/arj.c \
- *            engine/src/config.c tests/fuzz/fuzz_detect.c -larchive -lz -llzma -lbz2 \
- *            -o /tmp/fuzz_detect
+ *            $(pkg-config --cflags libgsf-1 liblhasa) engine/src/unpack.c \
+ *            engine/src/unpack_archive.c engine/src/unpack_office.c engine/src/ovba.c \
+ *            engine/src/text.c engine/src/arj.c engine/src/config.c tests/fuzz/fuzz_detect.c \
+ *            $(pkg-config --libs libgsf-1 liblhasa) -larchive -lz -llzma -lbz2 -o /tmp/fuzz_detect
  * Run:   cp -r tests/fuzz/corpus/unpack /tmp/detect_corpus && \
  *        /tmp/fuzz_detect -runs=1000000 /tmp/detect_corpus
  */

@@ -13,9 +13,10 @@
  * timeout: 1 MiB of output per input, 3 levels, 64 members, and a "clock" of 20,000 checks.
  *
  * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -Iengine/include -Iengine/src \
- *            engine/src/unpack.c engine/src/unpack_archive.c engine/src/arj.c \
- *            engine/src/config.c tests/fuzz/fuzz_unpack.c -larchive -lz -llzma -lbz2 \
- *            -o /tmp/fuzz_unpack
+ *            $(pkg-config --cflags libgsf-1 liblhasa) engine/src/unpack.c \
+ *            engine/src/unpack_archive.c engine/src/unpack_office.c engine/src/ovba.c \
+ *            engine/src/text.c engine/src/arj.c engine/src/config.c tests/fuzz/fuzz_unpack.c \
+ *            $(pkg-config --libs libgsf-1 liblhasa) -larchive -lz -llzma -lbz2 -o /tmp/fuzz_unpack
  * Run:   cp -r tests/fuzz/corpus/unpack /tmp/unpack_corpus && \
  *        /tmp/fuzz_unpack -max_len=65536 -runs=1000000 /tmp/unpack_corpus
  */

@@ -55,6 +55,16 @@ const char *engine_err_name(int err);
  */
 int engine_check_platform(void);
 
+/*
+ * Process-wide set-up of the libraries the engine unpacks with: libgsf (OLE2 documents) needs
+ * gsf_init() once before any thread uses it, and its log domains are silenced (a malformed
+ * document would otherwise print warnings on stderr). Call once from main() before starting
+ * threads and before the first scan. Calling it again is harmless; the OLE2 unpacker also calls
+ * it on first use as a safety net, but only a call before threads start is what libgsf promises
+ * to support. Returns 0 (reserved for failures of future libraries). Thread-safe (pthread_once).
+ */
+int engine_global_init(void);
+
 /* The Hyperscan version string, for logs. Can't fail. */
 const char *engine_hyperscan_version(void);
 
