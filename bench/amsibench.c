@@ -113,6 +113,7 @@ typedef struct opts {
     unsigned nsets;
     const char *variant;       /* a second broker with this --set, measured beside the first */
     const char *variant_amsid; /* the second broker's binary (default: --amsid) */
+    double variant_goal;       /* > 0: the variant's throughput must reach this % of the first's */
     const char *markdown;
     uint64_t seed;
 } opts;
@@ -905,7 +906,7 @@ typedef struct goal {
     char note[160];
 } goal;
 
-#define MAX_GOALS 8
+#define MAX_GOALS 9
 
 /* Index of the spec with this target and workload label, or -1. */
 static int find_spec(const bench *b, target_kind t, const char *workload)
@@ -1016,6 +1017,24 @@ static unsigned eval_goals(const bench *b, goal *g)
     stat3 f = fq >= 0 && ff >= 0 ? paired(b, ff, fq, FIG_P99, FIG_P99, 'r') : none;
     goal_set(&g[n++], "flood: polite clients' p99 beside a flooding process <= 2 x unloaded", f,
              1.0, 2, " x", f.n && f.med <= GOAL_FLOOD_RATIO, "needs --flood");
+
+    if (o->variant_goal > 0) {
+        /* The variant against the first broker, same workload, same rounds (e.g. tracing on
+         * against off): throughput ratio. */
+        char label[128], what[112];
+        snprintf(label, sizeof(label), "%s+%s", wl, o->variant ? o->variant : "variant-amsid");
+        int vs = find_spec(b, TG_BROKER, label);
+        stat3 v = vs >= 0 && br >= 0 ? paired(b, vs, br, FIG_RPS, FIG_RPS, 'r') : none;
+        if (v.n) {
+            v.med *= 100;
+            v.min *= 100;
+            v.max *= 100;
+        }
+        snprintf(what, sizeof(what), "%.56s: >= %g %% of the first amsid's throughput",
+                 o->variant ? o->variant : "the --variant-amsid binary", o->variant_goal);
+        goal_set(&g[n++], what, v, 1.0, 1, " %", v.n && v.med >= o->variant_goal,
+                 "needs --variant or --variant-amsid");
+    }
     return n;
 }
 
@@ -1451,6 +1470,7 @@ static void usage(FILE *f)
         "                  measured in the same rounds\n"
         "  --variant-amsid PATH  the second amsid is this binary (e.g. a build without\n"
         "                  tracing), with or without --variant\n"
+        "  --variant-goal PCT  judge the variant's throughput against the first broker's\n"
         "                  (e.g. trace.backend=lttng: tracing on against off)\n"
         "  --markdown F    the summary and goals as Markdown (for bench/RESULTS.md)\n"
         "  --seed N        generator seed (default 1)\n",
@@ -1539,6 +1559,7 @@ static int parse_opts(int argc, char **argv, opts *o, char *amsid_buf, size_t ca
         O_HELP,
         O_VARIANT,
         O_VARIANT_AMSID,
+        O_VARIANT_GOAL,
         O_MARKDOWN
     };
     static const struct option lo[] = {{"socket", required_argument, NULL, O_SOCKET},
@@ -1569,6 +1590,7 @@ static int parse_opts(int argc, char **argv, opts *o, char *amsid_buf, size_t ca
                                        {"help", no_argument, NULL, O_HELP},
                                        {"variant", required_argument, NULL, O_VARIANT},
                                        {"variant-amsid", required_argument, NULL, O_VARIANT_AMSID},
+                                       {"variant-goal", required_argument, NULL, O_VARIANT_GOAL},
                                        {"markdown", required_argument, NULL, O_MARKDOWN},
                                        {NULL, 0, NULL, 0}};
     *o = (opts){.clients = 1,
@@ -1675,6 +1697,12 @@ static int parse_opts(int argc, char **argv, opts *o, char *amsid_buf, size_t ca
         case O_VARIANT_AMSID:
             o->variant_amsid = optarg;
             break;
+        case O_VARIANT_GOAL: {
+            char *end;
+            o->variant_goal = strtod(optarg, &end);
+            ok = *end == '\0' && o->variant_goal > 0 && o->variant_goal <= 1000;
+            break;
+        }
         case O_VARIANT:
             o->variant = optarg;
             ok = strchr(optarg, '=') != NULL && strlen(optarg) < 96;

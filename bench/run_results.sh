@@ -95,28 +95,47 @@ scenario peers "Per-file latency against the peers: same rules, same buffers (1 
     --workload scripts --size 4096 --clients 1 --closed --signed 10 --floor \
     --peer hyperscan --peer yara --peer clamd
 
-# LTTng on against off. The tracing backend is being written; until amsid accepts
-# trace.backend=lttng this section says so instead of showing figures.
-{
-    echo "## LTTng tracing on against off"
-    echo
-} >>"$work/body.md"
-if "$bench" --variant trace.backend=lttng --workload scripts --size 4096 --closed \
-    --duration 0.2 --warmup 0 --repeat 1 >/dev/null 2>"$work/lttng-probe.log"; then
-    if command -v lttng >/dev/null && lttng create amsibench-results --output="$work/trace" \
-        >/dev/null 2>&1; then
+# Tracing: LTTng recording every event against tracing off (one amsid with trace.backend=lttng,
+# level verbose, while an LTTng session records every amsi_broker event), and tracing off (backend
+# none) against a build without tracing (-DAMSI_TRACE=OFF, built here into build/notrace).
+# Throughput with 8 client processes in closed loop.
+export LTTNG_HOME=$work/lttng-home
+mkdir -p "$LTTNG_HOME"
+sessiond=""
+if command -v lttng >/dev/null; then
+    if ! lttng list >/dev/null 2>&1 && lttng-sessiond --daemonize --no-kernel >/dev/null 2>&1; then
+        sessiond=started
+    fi
+    if lttng create amsibench-results --output="$work/trace" >/dev/null 2>&1 &&
+        lttng enable-channel --userspace --session=amsibench-results --subbuf-size=4M \
+            --num-subbuf=8 chan >/dev/null 2>&1 &&
+        lttng enable-event --userspace --session=amsibench-results --channel=chan \
+            'amsi_broker:*' >/dev/null 2>&1 &&
+        lttng start amsibench-results >/dev/null 2>&1; then
         lttng_session=amsibench-results
-        lttng enable-event --userspace 'amsi*' >/dev/null 2>&1
-        lttng start >/dev/null 2>&1
-        scenario lttng "4 KiB scripts, one client: broker with trace.backend=lttng (session recording) against without" \
-            --workload scripts --size 4096 --clients 1 --closed --variant trace.backend=lttng
+        scenario lttng "Tracing: LTTng recording every event against tracing off, 8 clients closed loop" \
+            --workload scripts --size 4096 --clients 8 --closed \
+            --variant 'trace.backend=lttng;trace.level=verbose' --variant-goal 95
+        lttng stop "$lttng_session" >/dev/null 2>&1
+        lttng list "$lttng_session" 2>/dev/null | grep -i 'discarded' >>"$work/body.md"
         lttng destroy "$lttng_session" >/dev/null 2>&1
         lttng_session=""
     else
-        echo "Not available: amsid accepts trace.backend=lttng, but no LTTng session could be created (lttng-tools, lttng-sessiond)." >>"$work/body.md"
+        echo "## Tracing: LTTng" >>"$work/body.md"
+        echo "Not available: no LTTng session could be created (lttng-tools, lttng-sessiond)." >>"$work/body.md"
     fi
+    [ -n "$sessiond" ] && pkill -x lttng-sessiond
+fi
+notrace=$root/build/notrace
+if cmake -S "$root" -B "$notrace" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAMSI_TRACE=OFF \
+    -DAMSI_BUILD_TESTS=OFF -DAMSI_BUILD_BENCH=OFF >/dev/null 2>&1 &&
+    cmake --build "$notrace" -j"$(nproc)" --target amsid >/dev/null 2>&1; then
+    scenario notrace "Tracing off (backend none) against a build without tracing, 8 clients closed loop" \
+        --workload scripts --size 4096 --clients 8 --closed --amsid "$notrace/broker/amsid" \
+        --variant-amsid "$build/broker/amsid" --variant-goal 99
 else
-    echo "Not available: this amsid does not accept \`trace.backend=lttng\` yet (the tracing module is being written). Run \`bench/run_results.sh\` again once it does; the script then measures it with \`--variant trace.backend=lttng\` and an LTTng session recording." >>"$work/body.md"
+    echo "## Tracing off against a build without tracing" >>"$work/body.md"
+    echo "Not available: the build without tracing failed." >>"$work/body.md"
 fi
 echo >>"$work/body.md"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -143,11 +162,9 @@ commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
     echo "| goal | value | verdict |"
     echo "|---|---|---|"
     # Each goal from the first scenario that measured it.
-    for f in one-client eight-clients open-half notify mixed flood peers lttng; do
+    for f in one-client eight-clients open-half notify mixed flood peers lttng notrace; do
         [ -f "$work/$f.md" ] && grep -h '\*\*\(PASS\|MISS\)\*\*' "$work/$f.md"
     done | awk -F'|' '!seen[$2]++'
-    [ -f "$work/lttng.md" ] ||
-        echo "| LTTng tracing on against off | - | not available (amsid has no trace.backend=lttng yet) |"
     echo
     cat "$work/body.md"
 } >"$out"
