@@ -19,6 +19,8 @@ packages=(
     lttng-tools liblttng-ust-dev babeltrace2 mingw-w64
     # amsibench: plots, and clamd as a peer (amsibench runs its own, with a private config)
     gnuplot-nox clamav-daemon
+    # bench/trace_cost.sh: instruction counts
+    valgrind bc
 )
 
 missing=()

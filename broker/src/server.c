@@ -323,6 +323,15 @@ static bool encode_reply(broker_server *s, const request_info *ri, const reply_f
     return true;
 }
 
+/* Copies s (NULL = "") into buf (cap bytes), cut to fit, NUL-terminated: snprintf without the
+ * format parser, on the path of every scanned request. */
+static void copy_text(char *buf, size_t cap, const char *s)
+{
+    size_t n = s ? strnlen(s, cap - 1) : 0;
+    memcpy(buf, s ? s : "", n);
+    buf[n] = '\0';
+}
+
 /* Copies a counted string of the frame into buf (cap bytes), NUL-terminated. */
 static const char *terminated(const char *p, uint32_t len, char *buf, size_t cap)
 {
@@ -606,9 +615,9 @@ static int scan_content(broker_server *s, const scan_env *env, const uint8_t *co
     if (keyed &&
         (res->verdict == ENGINE_VERDICT_DETECTED || res->verdict == ENGINE_VERDICT_CLEAN)) {
         broker_verdict v = {.amsi_result = f->amsi_result};
-        snprintf(v.rule, sizeof(v.rule), "%s", f->rule ? f->rule : "");
+        copy_text(v.rule, sizeof(v.rule), f->rule);
         const char *below = f->object ? strchr(f->object, '>') : NULL;
-        snprintf(v.object, sizeof(v.object), "%s", below ? below : "");
+        copy_text(v.object, sizeof(v.object), below);
         broker_verdicts_put(s->verdicts, key, generation, &v);
     }
     return 0;
