@@ -366,17 +366,20 @@ static void trace_request(const conn *c, const request_info *ri)
  * while its connection was being closed, and never answered). Only answer(), pool_answer() and
  * conn_close() call it.
  */
-static void trace_decision(broker_server *s, const conn *c, const request_info *ri,
-                           const reply_fields *f, const char *status)
+static void trace_decision(broker_server *s, EVP_MD_CTX *digest, const conn *c,
+                           const request_info *ri, const reply_fields *f, const char *status)
 {
     if (!etw_enabled(ScanDecision))
         return;
     char app[AMSI_PROTO_MAX_APP + 1], name[AMSI_PROTO_MAX_NAME + 1];
-    uint8_t digest[32];
+    /* The hash the verdict cache computed, or (cache off) one for the event, on the thread's own
+     * digest context. */
+    uint8_t sum[32];
     const uint8_t *hash = f->hash;
-    if (hash == NULL && f->content != NULL &&
-        EVP_Digest(f->content, f->content_len, digest, NULL, s->sha256, NULL) == 1)
-        hash = digest;
+    if (hash == NULL && f->content != NULL && EVP_DigestInit_ex2(digest, s->sha256, NULL) == 1 &&
+        EVP_DigestUpdate(digest, f->content, f->content_len) == 1 &&
+        EVP_DigestFinal_ex(digest, sum, NULL) == 1)
+        hash = sum;
     etw_ScanDecision ev = {.scan_id = ri->scan_id,
                            .session = f->session_id ? f->session_id : ri->session_id,
                            .scanStatus = f->scanned,
@@ -413,7 +416,7 @@ static bool answer(worker *w, conn *c, const request_info *ri, const reply_field
     size_t len;
     bool encoded = encode_reply(w->server, ri, f, frame, &len);
     bool ok = encoded && send_frame(w, c, frame, len);
-    trace_decision(w->server, c, ri, f, ok || !encoded ? NULL : "CLIENT_GONE");
+    trace_decision(w->server, w->digest, c, ri, f, ok || !encoded ? NULL : "CLIENT_GONE");
     return ok;
 }
 
@@ -1022,7 +1025,7 @@ static void conn_close(worker *w, conn *c, const char *reason)
         reply_fields f = {.status = AMSI_PROTO_STATUS_SHUTTING_DOWN,
                           .amsi_result = ENGINE_AMSI_NOT_DETECTED,
                           .reason = "the connection was closed before this request was read"};
-        trace_decision(s, c, &ri, &f, "DROPPED");
+        trace_decision(s, w->digest, c, &ri, &f, "DROPPED");
     }
     ETW_EMIT(ClientDisconnect, .conn_id = c->conn_id, .pid = (uint32_t)c->id.pid,
              .uid = (uint32_t)c->id.uid, .exe = c->id.exe, .requests = c->requests,
@@ -1223,16 +1226,17 @@ static void worker_cleanup(worker *w)
  * The one way a request is answered on the pool: sends the reply from this thread, or hands it
  * to the connection's owner when the socket is full, and emits the request's ScanDecision.
  */
-static void pool_answer(broker_server *s, conn *c, const request_info *ri, const reply_fields *f)
+static void pool_answer(pool_thread *pt, conn *c, const request_info *ri, const reply_fields *f)
 {
+    broker_server *s = pt->server;
     if (atomic_load_explicit(&c->dead, memory_order_acquire)) {
-        trace_decision(s, c, ri, f, "CLIENT_GONE");
+        trace_decision(s, pt->digest, c, ri, f, "CLIENT_GONE");
         return;
     }
     uint8_t frame[AMSI_PROTO_MAX_REPLY];
     size_t len;
     if (!encode_reply(s, ri, f, frame, &len)) {
-        trace_decision(s, c, ri, f, NULL);
+        trace_decision(s, pt->digest, c, ri, f, NULL);
         return;
     }
     /* One SOCK_SEQPACKET message is delivered whole even when another thread sends too. */
@@ -1241,7 +1245,7 @@ static void pool_answer(broker_server *s, conn *c, const request_info *ri, const
         n = send(c->fd, frame, len, MSG_DONTWAIT | MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
     bool later = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-    trace_decision(s, c, ri, f, n >= 0 || later ? NULL : "CLIENT_GONE");
+    trace_decision(s, pt->digest, c, ri, f, n >= 0 || later ? NULL : "CLIENT_GONE");
     if (!later)
         return;
     done_reply *d = malloc(sizeof(*d) + len);
@@ -1281,7 +1285,7 @@ static void *pool_main(void *arg)
         scan_content(s, &env, job->content, (size_t)job->len,
                      job->strings[0] ? job->strings : "buffer", job->hints, &f, &res, &hit, digest);
         count_outcome(s, job->c, &job->ri, &f, &res);
-        pool_answer(s, job->c, &job->ri, &f);
+        pool_answer(pt, job->c, &job->ri, &f);
         engine_result_cleanup(&res);
         record_latency(s, now_ns() - job->ri.start_ns);
         if (job->mapped)

@@ -73,8 +73,7 @@ static uint32_t crc32_of(const uint8_t *p, size_t n)
     return (uint32_t)c;
 }
 
-/* CRC-16/ARC (polynomial 0xA001 reflected, initial 0), LHA's header and data CRC. */
-static uint16_t crc16_arc(uint16_t c, const uint8_t *p, size_t n)
+uint16_t engine__crc16_arc(uint16_t c, const uint8_t *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         c ^= p[i];
@@ -318,9 +317,9 @@ static size_t lha_header(const uint8_t *p, size_t n, size_t *next, size_t *budge
         if (crc_at == 0)
             return 0;
         static const uint8_t zero[2] = {0, 0};
-        uint16_t c = crc16_arc(0, p, crc_at);
-        c = crc16_arc(c, zero, 2);
-        c = crc16_arc(c, p + crc_at + 2, hs - crc_at - 2);
+        uint16_t c = engine__crc16_arc(0, p, crc_at);
+        c = engine__crc16_arc(c, zero, 2);
+        c = engine__crc16_arc(c, p + crc_at + 2, hs - crc_at - 2);
         if (c != rd16(p + crc_at))
             return 0;
     } else if (level == 3) {

@@ -47,6 +47,12 @@ typedef enum engine__cclass {
 
 /* The type of p[0..n). Can't fail. */
 engine__ctype engine__detect_type(const uint8_t *p, size_t n);
+
+/*
+ * CRC-16/ARC (polynomial 0xA001 reflected, initial 0), LHA's header and data CRC: continues c
+ * over n bytes. Can't fail.
+ */
+uint16_t engine__crc16_arc(uint16_t c, const uint8_t *p, size_t n);
 /* "zip", "gzip", ... for object paths of compression layers and for messages. */
 const char *engine__ctype_name(engine__ctype t);
 engine__cclass engine__ctype_class(engine__ctype t);

@@ -1075,17 +1075,6 @@ static bool lha_libarchive_can(const uint8_t *data, size_t len)
     return can;
 }
 
-/* CRC-16/ARC, LHA's data CRC. */
-static uint16_t crc16_arc(uint16_t c, const uint8_t *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        c ^= p[i];
-        for (int k = 0; k < 8; k++)
-            c = (uint16_t)((c & 1u) ? (c >> 1) ^ 0xA001u : c >> 1);
-    }
-    return c;
-}
-
 /*
  * Reads the current liblhasa member through the sink. The ratio is taken against the input the
  * decoder actually consumed (m->pos moves as it reads), not the header's compressed size, which
@@ -1102,7 +1091,7 @@ static int lhasa_read_member(walker *w, LHAReader *r, const LHAFileHeader *hd, c
         size_t got = lha_reader_read(r, w->chunk, CHUNK);
         if (got == 0)
             break;
-        crc = crc16_arc(crc, w->chunk, got);
+        crc = engine__crc16_arc(crc, w->chunk, got);
         out += got;
         int st = produce(w, w->chunk, got, m->pos - start);
         if (st != GO) {

@@ -798,6 +798,17 @@ static uint8_t *sibling_stream(office *o, GsfInfile *dir, const char *name, size
     return p;
 }
 
+/* Scans the text extracted from a document stream as the child "PATH>text", when there is any
+ * and the scan size allows it. */
+static void text_child(office *o, const uint8_t *text, size_t tl, const char *path)
+{
+    if (tl > 0 && produce(o, tl)) {
+        char name[PATH_MAX_LEN + 16];
+        snprintf(name, sizeof(name), "%s>text", path);
+        child(o, text, tl, name);
+    }
+}
+
 /* Word: the FIB's encryption flag, then the text through the piece table. */
 static int word_text(office *o, GsfInfile *dir, const uint8_t *wd, size_t wn, const char *path)
 {
@@ -824,11 +835,7 @@ static int word_text(office *o, GsfInfile *dir, const uint8_t *wd, size_t wn, co
     }
     size_t tl = engine__word_text(wd, wn, tbl, tn, text, cap);
     free(tbl);
-    if (tl > 0 && produce(o, tl)) {
-        char name[PATH_MAX_LEN + 16];
-        snprintf(name, sizeof(name), "%s>text", path);
-        child(o, text, tl, name);
-    }
+    text_child(o, text, tl, path);
     free(text);
     return 0;
 }
@@ -843,11 +850,7 @@ static int excel_text(office *o, const uint8_t *s, size_t n, const char *path)
     if (text == NULL)
         return ENGINE_ENOMEM;
     size_t tl = engine__excel_text(s, n, text, cap);
-    if (tl > 0 && produce(o, tl)) {
-        char name[PATH_MAX_LEN + 16];
-        snprintf(name, sizeof(name), "%s>text", path);
-        child(o, text, tl, name);
-    }
+    text_child(o, text, tl, path);
     free(text);
     return 0;
 }

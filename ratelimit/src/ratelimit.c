@@ -30,6 +30,8 @@
  */
 #include "ratelimit/ratelimit.h"
 
+#include "parse.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdatomic.h>
@@ -71,18 +73,28 @@ void ratelimit_config_cleanup(ratelimit_config *cfg)
     cfg->nexempt = 0;
 }
 
-/* Parses a decimal unsigned number within [min, max]. Returns false when it is not one. */
-static bool parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
+bool ratelimit__parse_number(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
     if (*s < '0' || *s > '9')
         return false;
     uint64_t v = 0;
     for (; *s >= '0' && *s <= '9'; s++) {
-        v = v * 10 + (uint64_t)(*s - '0');
-        if (v > max)
-            return false;
+        unsigned d = (unsigned)(*s - '0');
+        if (d > max || v > (max - d) / 10)
+            return false; /* past max (and never past UINT64_MAX) */
+        v = v * 10 + d;
     }
     if (*s != '\0' || v < min)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* A number within [min, max] as a uint32_t (see ratelimit__parse_number). */
+static bool parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
+{
+    uint64_t v;
+    if (!ratelimit__parse_number(s, min, max, &v))
         return false;
     *out = (uint32_t)v;
     return true;

@@ -42,6 +42,7 @@
 #include "ratelimit/report.h"
 
 #include "etw/etw.h"
+#include "parse.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -111,23 +112,6 @@ void ratelimit_report_config_cleanup(ratelimit_report_config *cfg)
     free(cfg->sd_id);
     cfg->syslog = NULL;
     cfg->sd_id = NULL;
-}
-
-/* Parses a decimal number within [min, max]. Returns false when s is not one. */
-static bool parse_number(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-    if (*s < '0' || *s > '9')
-        return false;
-    uint64_t v = 0;
-    for (; *s >= '0' && *s <= '9'; s++) {
-        v = v * 10 + (uint64_t)(*s - '0');
-        if (v > max)
-            return false;
-    }
-    if (*s != '\0' || v < min)
-        return false;
-    *out = v;
-    return true;
 }
 
 /* Where messages go, parsed from the `syslog` key. */
@@ -208,7 +192,7 @@ static int parse_dest(const char *s, dest *d, char *err, size_t errlen)
             return -EINVAL;
         }
     uint64_t p;
-    if (!parse_number(port, 1, 65535, &p)) {
+    if (!ratelimit__parse_number(port, 1, 65535, &p)) {
         snprintf(err, errlen, "syslog: '%s': port must be a number from 1 to 65535", s);
         return -EINVAL;
     }
@@ -251,7 +235,7 @@ static bool valid_sd_id(const char *s)
 static int parse_severity(const char *s)
 {
     uint64_t v;
-    if (parse_number(s, 0, 7, &v))
+    if (ratelimit__parse_number(s, 0, 7, &v))
         return (int)v;
     for (int i = 0; i < 8; i++)
         if (strcasecmp(s, severity_names[i]) == 0)
@@ -267,7 +251,7 @@ static int parse_severity(const char *s)
 static int parse_facility(const char *s)
 {
     uint64_t v;
-    if (parse_number(s, 0, 23, &v))
+    if (ratelimit__parse_number(s, 0, 23, &v))
         return (int)v;
     for (size_t i = 0; i < sizeof(facility_names) / sizeof(facility_names[0]); i++)
         if (strcasecmp(s, facility_names[i].name) == 0)
@@ -305,7 +289,7 @@ int ratelimit_report_config_set(ratelimit_report_config *cfg, const char *key, c
         return rc < 0 ? rc : replace_string(&cfg->syslog, value);
     }
     if (strcmp(key, "window_s") == 0) {
-        if (!parse_number(value, 1, 86400, &v)) {
+        if (!ratelimit__parse_number(value, 1, 86400, &v)) {
             snprintf(err, errlen, "window_s: '%s': expected seconds from 1 to 86400", value);
             return -EINVAL;
         }
@@ -347,7 +331,7 @@ int ratelimit_report_config_set(ratelimit_report_config *cfg, const char *key, c
         return replace_string(&cfg->sd_id, value);
     }
     if (strcmp(key, "backlog") == 0) {
-        if (!parse_number(value, 1, BACKLOG_MAX, &v)) {
+        if (!ratelimit__parse_number(value, 1, BACKLOG_MAX, &v)) {
             snprintf(err, errlen, "backlog: '%s': expected a number of messages from 1 to %d",
                      value, BACKLOG_MAX);
             return -EINVAL;
