@@ -1924,8 +1924,8 @@ static int start_servers(bench *b)
         fprintf(stderr, "amsibench: no broker answers on %s\n", o->socket);
         return -1;
     }
-    if (o->floor &&
-        (b->echo_pid = bench_echo_start(b->echo_sock, b->server_threads, INLINE_MAX)) < 0)
+    if (o->floor && (b->echo_pid = bench_echo_start(b->echo_sock, b->server_threads, INLINE_MAX,
+                                                    BENCH_ECHO_SPIN_US)) < 0)
         return -1;
     for (int k = 0; k < BENCH_PEER_KINDS && !g_stop; k++) {
         if (!(o->peer_mask & (1u << k)))

@@ -1031,7 +1031,8 @@ int main(int argc, char **argv)
     memcpy(b.targets[2].socket, b.targets[1].socket, sizeof(b.targets[2].socket));
 
     if ((b.o.target_mask & 1u) &&
-        (b.echo_pid = bench_echo_start(b.targets[0].socket, b.server_threads, INLINE_MAX)) < 0)
+        (b.echo_pid = bench_echo_start(b.targets[0].socket, b.server_threads, INLINE_MAX,
+                                       BENCH_ECHO_SPIN_US)) < 0)
         goto out;
     static const char *const high_limits[] = {BENCH_HIGH_LIMITS_MAX, BENCH_HIGH_LIMITS_BURST,
                                               BENCH_HIGH_LIMITS_NMAX};

@@ -6,6 +6,7 @@
 
 #include "amsi.h"
 #include "amsi_protocol.h"
+#include "amsi_spin.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -20,6 +21,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #define ECHO_MAX_EVENTS 64
@@ -27,7 +29,15 @@
 typedef struct echo_server {
     int listen_fd;
     size_t rx_cap;
+    unsigned spin_us;
 } echo_server;
+
+static uint64_t echo_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 /*
  * Reads one request frame and answers it as amsid answers a clean scan, without scanning.
@@ -94,8 +104,20 @@ static void *echo_thread(void *arg)
         _exit(3);
     struct epoll_event events[ECHO_MAX_EVENTS];
     uint64_t scan_id = 1;
+    amsi_spin spin = {.budget_ns = (uint64_t)e->spin_us * 1000u};
     for (;;) {
-        int n = epoll_wait(ep, events, ECHO_MAX_EVENTS, -1);
+        /* amsid's wait: poll for up to the spin budget while waits are short, then sleep. */
+        uint64_t start = echo_now_ns();
+        int n = 0;
+        if (amsi_spin_worth(&spin)) {
+            while ((n = epoll_wait(ep, events, ECHO_MAX_EVENTS, 0)) == 0 &&
+                   echo_now_ns() - start < spin.budget_ns)
+                amsi_spin_relax();
+        }
+        if (n == 0)
+            n = epoll_wait(ep, events, ECHO_MAX_EVENTS, -1);
+        if (n > 0)
+            amsi_spin_observe(&spin, echo_now_ns() - start);
         for (int i = 0; i < n; i++) {
             if (events[i].data.u64 == 0) {
                 int fd;
@@ -138,7 +160,7 @@ static int listen_seqpacket(const char *path, size_t inline_max)
     return fd;
 }
 
-pid_t bench_echo_start(const char *path, unsigned nthreads, size_t inline_max)
+pid_t bench_echo_start(const char *path, unsigned nthreads, size_t inline_max, unsigned spin_us)
 {
     int fd = listen_seqpacket(path, inline_max);
     if (fd < 0) {
@@ -162,7 +184,8 @@ pid_t bench_echo_start(const char *path, unsigned nthreads, size_t inline_max)
     /* This frame lives as long as the threads: echo_thread() below never returns. */
     echo_server e = {.listen_fd = fd,
                      .rx_cap = AMSI_PROTO_REQ_HEADER + AMSI_PROTO_MAX_APP + AMSI_PROTO_MAX_NAME +
-                               inline_max};
+                               inline_max,
+                     .spin_us = spin_us};
     pthread_t th[64];
     unsigned n = nthreads > 64 ? 64 : nthreads;
     for (unsigned i = 1; i < n; i++)

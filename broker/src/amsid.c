@@ -250,6 +250,7 @@ static const struct {
     FIELD(bytes_scanned),
     FIELD(reloads),
     FIELD(cache_hits),
+    FIELD(pool_scans),
     FIELD(declined),
     FIELD(exempt_requests),
     FIELD(reports_sent),

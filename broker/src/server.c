@@ -20,6 +20,7 @@
 #include "broker/server.h"
 
 #include "amsi_protocol.h"
+#include "amsi_spin.h"
 #include "etw/etw.h"
 #include "ratelimit/ratelimit.h"
 #include "ratelimit/report.h"
@@ -99,6 +100,7 @@ typedef struct worker {
     engine_rules *rules;
     uint64_t generation;
     EVP_MD_CTX *digest;
+    amsi_spin spin; /* whether to poll for the next frame before sleeping (amsi_spin.h) */
     int reserve_fd; /* kept open to be closed when descriptors run out (accept_all) */
     uint8_t *rx;
     size_t rx_cap;
@@ -182,7 +184,7 @@ struct broker_server {
     /* statistics */
     atomic_uint_fast64_t st_connections, st_open, st_requests, st_scans, st_notify, st_detected,
         st_clean, st_limits, st_bad, st_too_large, st_busy, st_engine_errors, st_sessions,
-        st_session_matches, st_bytes, st_reloads, st_cache_hits, st_declined, st_exempt;
+        st_session_matches, st_bytes, st_reloads, st_cache_hits, st_declined, st_exempt, st_pooled;
     atomic_uint_fast64_t lat_next;         /* ring index of the next latency sample */
     atomic_uint_fast64_t lat[LAT_SAMPLES]; /* recent scan latencies (ns), 0 = empty */
 };
@@ -711,8 +713,10 @@ static bool enqueue_scan(worker *w, conn *c, const amsi_proto_request *req, cons
     job->ri.name = job->strings;
     job->ri.app = job->strings + req->name_len + 1;
     atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
-    if (broker_ring_try_push(&s->ring, job) == 0)
+    if (broker_ring_try_push(&s->ring, job) == 0) {
+        count(&s->st_pooled);
         return true;
+    }
     atomic_fetch_sub_explicit(&c->refs, 1, memory_order_relaxed);
     if (mapped && req->content_len > 0)
         munmap((void *)(uintptr_t)content, (size_t)req->content_len);
@@ -798,8 +802,12 @@ static bool handle_scan(worker *w, conn *c, const amsi_proto_request *req, const
     }
     count(req->type == AMSI_PROTO_NOTIFY ? &s->st_notify : &s->st_scans);
     unsigned hints = (req->flags & AMSI_PROTO_F_UTF16) ? ENGINE_HINT_UTF16LE : 0;
-    /* Session scans stay here: the session's stream belongs to this connection's thread. */
-    if (se == NULL && s->npool > 0 && (mapped || len >= s->settings.pool_min))
+    /* Session scans stay here: the session's stream belongs to this connection's thread.
+     * Containers go to the pool whatever their size: a 50 KiB ZIP can hold megabytes of text,
+     * and scanned here it would hold up every small request behind it on this thread. */
+    if (se == NULL && s->npool > 0 &&
+        (mapped || len >= s->settings.pool_min ||
+         engine_is_container(&s->engine, content, (size_t)len)))
         return enqueue_scan(w, c, req, ri, content, mapped, hints);
     refresh_rules(s, &w->rules, &w->generation);
     char name[AMSI_PROTO_MAX_NAME + 1];
@@ -1146,14 +1154,35 @@ static void sweep_stalled(worker *w, uint64_t now_ms)
     }
 }
 
+/*
+ * Waits up to a second for events on the thread's epoll set. While the thread's recent waits were
+ * short, it first polls the set for up to its spin budget (amsi_spin.h). Returns epoll_wait's.
+ */
+static int wait_events(worker *w, struct epoll_event *events)
+{
+    uint64_t start = now_ns();
+    int n = 0;
+    if (amsi_spin_worth(&w->spin)) {
+        while ((n = epoll_wait(w->epfd, events, MAX_EVENTS, 0)) == 0 &&
+               now_ns() - start < w->spin.budget_ns)
+            amsi_spin_relax();
+    }
+    if (n == 0)
+        n = epoll_wait(w->epfd, events, MAX_EVENTS, 1000);
+    if (n > 0)
+        amsi_spin_observe(&w->spin, now_ns() - start);
+    return n;
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
     broker_server *s = w->server;
     struct epoll_event events[MAX_EVENTS];
     uint64_t last_sweep = now_ns() / 1000000u;
+    w->spin.budget_ns = (uint64_t)s->settings.spin_us * 1000u;
     while (!atomic_load_explicit(&s->stopping, memory_order_acquire)) {
-        int n = epoll_wait(w->epfd, events, MAX_EVENTS, 1000);
+        int n = wait_events(w, events);
         bool woken = false;
         for (int i = 0; i < n; i++) {
             void *p = events[i].data.ptr;
@@ -1515,6 +1544,7 @@ void broker_server_stats(broker_server *s, broker_stats *st)
                          .bad_requests = LOAD(st_bad),
                          .too_large = LOAD(st_too_large),
                          .busy = LOAD(st_busy),
+                         .pool_scans = LOAD(st_pooled),
                          .engine_errors = LOAD(st_engine_errors),
                          .sessions_open = LOAD(st_sessions),
                          .session_matches = LOAD(st_session_matches),

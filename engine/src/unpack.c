@@ -828,22 +828,40 @@ int engine_global_init(void)
     return 0;
 }
 
-int engine__unpack(engine__unpack_host *h, const uint8_t *data, size_t len)
+/*
+ * The type of data[0..len) when it is a container cfg unpacks, and where it sits: [*start, *end);
+ * else ENGINE__CT_NONE. Can't fail.
+ */
+static engine__ctype enabled_type(const engine_config *cfg, const uint8_t *data, size_t len,
+                                  size_t *start, size_t *end)
 {
-    if (h == NULL || h->cfg == NULL)
-        return 1;
     /*
      * With only scan_office on (the default), the only containers are OLE2 and OOXML (a ZIP
      * starting with a local header): a look at the first four bytes spares full detection for
      * the scripts the broker sees, including those that start with 'P' ("Param(").
      */
-    if (!h->cfg->scan_archives && !h->cfg->scan_packages &&
-        (!h->cfg->scan_office || len < 4 ||
-         (memcmp(data, "PK\x03\x04", 4) != 0 && memcmp(data, "\xD0\xCF\x11\xE0", 4) != 0)))
+    if (data == NULL ||
+        (!cfg->scan_archives && !cfg->scan_packages &&
+         (!cfg->scan_office || len < 4 ||
+          (memcmp(data, "PK\x03\x04", 4) != 0 && memcmp(data, "\xD0\xCF\x11\xE0", 4) != 0))))
+        return ENGINE__CT_NONE;
+    engine__ctype t = detect_span(data, len, start, end);
+    return t != ENGINE__CT_NONE && class_enabled(cfg, engine__ctype_class(t)) ? t : ENGINE__CT_NONE;
+}
+
+bool engine_is_container(const engine_config *cfg, const void *data, size_t len)
+{
+    size_t start, end;
+    return cfg != NULL && enabled_type(cfg, data, len, &start, &end) != ENGINE__CT_NONE;
+}
+
+int engine__unpack(engine__unpack_host *h, const uint8_t *data, size_t len)
+{
+    if (h == NULL || h->cfg == NULL)
         return 1;
     size_t start, end;
-    engine__ctype t = detect_span(data, len, &start, &end);
-    if (t == ENGINE__CT_NONE || !class_enabled(h->cfg, engine__ctype_class(t)))
+    engine__ctype t = enabled_type(h->cfg, data, len, &start, &end);
+    if (t == ENGINE__CT_NONE)
         return 1;
     if (len > h->cfg->max_compound_size) {
         h->note(h, "Limits.Exceeded.MaxCompoundSize", false);

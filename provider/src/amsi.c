@@ -11,6 +11,7 @@
 #define SESSION_MAGIC      0x53455353u /* "SESS" */
 #define DEFAULT_TIMEOUT_MS 2000
 #define DEFAULT_INLINE_MAX (1u << 20)
+#define DEFAULT_SPIN_US    50 /* see amsi_spin.h */
 
 size_t amsi__utf16_len(LPCWSTR s)
 {
@@ -93,6 +94,7 @@ HRESULT AmsiInitializeA(const char *appName, HAMSICONTEXT *amsiContext)
     }
     ctx->timeout_ms = (int)env_long("AMSI_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, 1, 3600 * 1000);
     ctx->inline_max = (size_t)env_long("AMSI_INLINE_MAX", DEFAULT_INLINE_MAX, 0, 64L << 20);
+    ctx->spin_ns = (uint64_t)env_long("AMSI_SPIN_US", DEFAULT_SPIN_US, 0, 1000) * 1000u;
     atomic_init(&ctx->next_id, 1);
     pthread_mutex_init(&ctx->lock, NULL);
     ctx->magic = CONTEXT_MAGIC;

@@ -7,6 +7,7 @@
 
 #include "amsi.h"
 #include "amsi_protocol.h"
+#include "amsi_spin.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -22,6 +23,7 @@
 /* One connection to the broker. */
 typedef struct amsi__conn {
     int fd;
+    amsi_spin spin;          /* whether to poll for the reply before sleeping (amsi_spin.h) */
     struct amsi__conn *next; /* in the context's idle list */
 } amsi__conn;
 
@@ -31,6 +33,7 @@ struct HAMSICONTEXT__ {
     char *socket_path;
     int timeout_ms;
     size_t inline_max; /* content above this goes as a sealed memfd */
+    uint64_t spin_ns;  /* each connection's polling budget before it sleeps for a reply */
     atomic_uint_fast64_t next_id;
     pthread_mutex_t lock; /* protects idle */
     amsi__conn *idle;

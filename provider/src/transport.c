@@ -41,6 +41,7 @@ int amsi__conn_open(HAMSICONTEXT ctx, amsi__conn **out)
         return AMSI__ENOMEM;
     }
     c->fd = fd;
+    c->spin.budget_ns = ctx->spin_ns;
     *out = c;
     return 0;
 }
@@ -58,6 +59,13 @@ static int64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* Waits for events on fd until the deadline. Returns 0, AMSI__ETIMEDOUT or AMSI__EUNAVAILABLE. */
@@ -171,17 +179,30 @@ static int send_request(HAMSICONTEXT ctx, amsi__conn *conn, const amsi__call *ca
     return rc;
 }
 
-/* Receives the reply to request id. Returns 0 or an AMSI__E* code. */
+/*
+ * Receives the reply to request id. While replies on this connection usually come within its
+ * budget, it polls the socket for that long before sleeping in poll() (amsi_spin.h). Returns 0 or
+ * an AMSI__E* code.
+ */
 static int recv_reply(amsi__conn *conn, uint64_t id, int64_t deadline, amsi__answer *answer)
 {
     uint8_t buf[AMSI_PROTO_MAX_REPLY];
+    uint64_t start = now_ns();
+    bool spin = amsi_spin_worth(&conn->spin);
     for (;;) {
-        int rc = wait_fd(conn->fd, POLLIN, deadline);
-        if (rc != 0)
-            return rc;
+        if (!spin) {
+            int rc = wait_fd(conn->fd, POLLIN, deadline);
+            if (rc != 0)
+                return rc;
+        }
         ssize_t n = recv(conn->fd, buf, sizeof(buf), MSG_DONTWAIT);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (spin) {
+                amsi_spin_relax();
+                spin = now_ns() - start < conn->spin.budget_ns;
+            }
             continue;
+        }
         if (n <= 0)
             return AMSI__EUNAVAILABLE; /* the broker went away */
         amsi_proto_reply rep;
@@ -189,6 +210,7 @@ static int recv_reply(amsi__conn *conn, uint64_t id, int64_t deadline, amsi__ans
             return AMSI__EPROTO;
         if (rep.request_id != id)
             continue; /* not ours: a reply to a request that already timed out */
+        amsi_spin_observe(&conn->spin, now_ns() - start);
         answer->status = rep.status;
         answer->amsi_result = rep.amsi_result;
         answer->retry_after_ms = rep.retry_after_ms;

@@ -261,12 +261,19 @@ static void drive_libamsi(fixture *f)
     HAMSICONTEXT ctx;
     assert_int_equal(AmsiInitializeA("trace-test", &ctx), AMSI_S_OK);
     const char *clean = "Write-Output 'hello from the trace test'";
+    broker_stats before, after;
+    broker_server_stats(f->server, &before);
     amsi_scan(f, ctx, NULL, clean, strlen(clean), AMSI_PROTO_STATUS_OK, AMSI_RESULT_NOT_DETECTED);
     amsi_scan(f, ctx, NULL, clean, strlen(clean), AMSI_PROTO_STATUS_OK, AMSI_RESULT_NOT_DETECTED);
     amsi_scan(f, ctx, NULL, EICAR, strlen(EICAR), AMSI_PROTO_STATUS_OK, AMSI_RESULT_DETECTED);
+    broker_server_stats(f->server, &after);
+    assert_int_equal(after.pool_scans, before.pool_scans); /* small scripts: scanned inline */
     uint8_t gz[512];
     size_t gzlen = gzip_twice(gz, sizeof(gz));
     amsi_scan(f, ctx, NULL, gz, gzlen, AMSI_PROTO_STATUS_LIMIT, AMSI_RESULT_NOT_DETECTED);
+    broker_server_stats(f->server, &before);
+    /* A container goes to the pool however small it is. */
+    assert_int_equal(before.pool_scans, after.pool_scans + 1);
     HAMSISESSION session;
     assert_int_equal(AmsiOpenSession(ctx, &session), AMSI_S_OK);
     amsi_scan(f, ctx, session, SPLIT_A, strlen(SPLIT_A), AMSI_PROTO_STATUS_OK,

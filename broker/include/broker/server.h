@@ -27,6 +27,7 @@ typedef struct broker_stats {
     uint64_t bad_requests;
     uint64_t too_large;
     uint64_t busy;
+    uint64_t pool_scans; /* handed to the scan pool (large content, containers) */
     uint64_t engine_errors;
     uint64_t sessions_open;
     uint64_t session_matches;

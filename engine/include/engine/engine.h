@@ -245,6 +245,14 @@ int engine_scan_buffer(const engine_rules *rules, engine_scratch *scratch, const
                        const void *data, size_t len, const char *name, unsigned hints,
                        engine_result *result);
 
+/*
+ * True when data[0..len) is a container that cfg unpacks (an archive or compressed stream with
+ * scan_archives, a package with scan_packages, an Office file with scan_office), recognised by
+ * content as engine_scan_buffer() recognises it. Its scan can cost far more than its size
+ * suggests, so a broker hands such content to its pool instead of scanning it inline. Can't fail.
+ */
+bool engine_is_container(const engine_config *cfg, const void *data, size_t len);
+
 /* Releases what a result holds and zeroes it. Accepts NULL and a zeroed result. */
 void engine_result_cleanup(engine_result *result);
 
