@@ -38,7 +38,7 @@ mkdir -p "$LTTNG_HOME"
 sessiond=""
 cleanup() {
     lttng destroy tracecost >/dev/null 2>&1
-    [ -n "$sessiond" ] && pkill -x lttng-sessiond
+    [ -n "$sessiond" ] && kill -TERM "$sessiond" 2>/dev/null
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -54,7 +54,14 @@ count() {
         --set ratelimit.enabled=0 --set "broker.cache_entries=$cache" --set engine.cache_dir= \
         "$@" >"$d/log" 2>&1 &
     local pid=$!
-    for _ in $(seq 1 600); do [ -S "$d/s.sock" ] && break; sleep 0.1; done
+    # Rule compilation under valgrind takes tens of seconds, minutes on a busy machine.
+    for _ in $(seq 1 3000); do [ -S "$d/s.sock" ] && break; sleep 0.1; done
+    if [ ! -S "$d/s.sock" ]; then
+        echo "trace_cost.sh: $amsid did not start; its log:" >&2
+        cat "$d/log" >&2
+        kill -TERM "$pid" 2>/dev/null
+        return 1
+    fi
     AMSI_BROKER_SOCKET=$d/s.sock AMSI_TIMEOUT_MS=30000 "$flood" --rate 400 \
         --seconds "$((requests / 400))" >"$d/flood.out"
     kill -TERM "$pid"
@@ -66,8 +73,13 @@ count() {
 
 lttng_ok=0
 if command -v lttng >/dev/null; then
+    # Start a session daemon only when none answers, and stop only that one (by its pid file:
+    # the global daemon's as root, else the private LTTNG_HOME's), never another one.
     if ! lttng list >/dev/null 2>&1 && lttng-sessiond --daemonize --no-kernel >/dev/null 2>&1; then
-        sessiond=started
+        pidfile=$LTTNG_HOME/.lttng/lttng-sessiond.pid
+        [ "$(id -u)" = 0 ] && pidfile=/var/run/lttng/lttng-sessiond.pid
+        for _ in $(seq 1 100); do [ -s "$pidfile" ] && break; sleep 0.05; done
+        sessiond=$(cat "$pidfile" 2>/dev/null)
     fi
     lttng create tracecost --output="$work/trace" >/dev/null 2>&1 &&
         lttng enable-channel --userspace --session=tracecost --subbuf-size=4M --num-subbuf=8 \
@@ -79,14 +91,14 @@ fi
 
 printf '%-44s %-6s %14s %8s\n' "amsid" "cache" "instr/request" "ratio"
 for cache in 4096 0; do
-    base=$(count "$notrace/broker/amsid" $cache)
+    base=$(count "$notrace/broker/amsid" $cache) || exit 1
     printf '%-44s %-6s %14d %7s%%\n' "build without tracing" $cache "$base" 100.0
-    none=$(count "$build/broker/amsid" $cache)
+    none=$(count "$build/broker/amsid" $cache) || exit 1
     printf '%-44s %-6s %14d %7.1f%%\n' "tracing compiled in, backend none" $cache "$none" \
         "$(echo "100 * $base / $none" | bc -l)"
     if [ $lttng_ok = 1 ]; then
         on=$(count "$build/broker/amsid" $cache --set trace.backend=lttng \
-            --set trace.level=verbose --set "trace.lttng_library=$build/etw/libamsi-lttng.so")
+            --set trace.level=verbose --set "trace.lttng_library=$build/etw/libamsi-lttng.so") || exit 1
         printf '%-44s %-6s %14d %7.1f%%\n' "backend lttng, every event recorded" $cache "$on" \
             "$(echo "100 * $base / $on" | bc -l)"
     fi

@@ -85,6 +85,7 @@ int etw__lttng_create(const etw_config *cfg, etw__backend **out, char *err, size
     }
     l->provider = p;
     l->base.kind = ETW_BACKEND_LTTNG;
+    l->base.str_len_unused = true; /* lttng_tp.h records STR as NUL-terminated strings */
     l->base.wants = lttng_wants;
     l->base.emit = lttng_emit;
     l->base.destroy = lttng_destroy;

@@ -26,7 +26,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-_Atomic uint64_t etw__mask = 0;
+/*
+ * Cache lines. etw__mask is read by every etw_enabled() on every thread, `current` and
+ * `generation` by every enabled emit; all three change only on start, stop and filter changes.
+ * The inflight counters take two locked updates per enabled emit. On one shared line (where the
+ * linker put them), each emit took the line holding the mask away from every other core; so the
+ * counters get a line of their own.
+ */
+#define ETW__CACHE_LINE 64
+_Alignas(ETW__CACHE_LINE) _Atomic uint64_t etw__mask = 0;
 
 typedef struct etw__running {
     etw__backend *backend;
@@ -37,7 +45,9 @@ typedef struct etw__running {
 
 static etw__running *_Atomic current = NULL;
 static _Atomic uint64_t generation = 0;
-static _Atomic uint64_t inflight[2];
+static struct {
+    _Alignas(ETW__CACHE_LINE) _Atomic uint64_t n[2];
+} inflight;
 
 void etw__seterr(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -159,20 +169,20 @@ static etw__running *enter(unsigned *slot)
     for (;;) {
         uint64_t g = atomic_load_explicit(&generation, memory_order_seq_cst);
         *slot = (unsigned)(g & 1);
-        atomic_fetch_add_explicit(&inflight[*slot], 1, memory_order_seq_cst);
+        atomic_fetch_add_explicit(&inflight.n[*slot], 1, memory_order_seq_cst);
         if (atomic_load_explicit(&generation, memory_order_seq_cst) == g)
             break;
-        atomic_fetch_sub_explicit(&inflight[*slot], 1, memory_order_release);
+        atomic_fetch_sub_explicit(&inflight.n[*slot], 1, memory_order_release);
     }
     etw__running *r = atomic_load_explicit(&current, memory_order_seq_cst);
     if (r == NULL)
-        atomic_fetch_sub_explicit(&inflight[*slot], 1, memory_order_release);
+        atomic_fetch_sub_explicit(&inflight.n[*slot], 1, memory_order_release);
     return r;
 }
 
 static void leave(unsigned slot)
 {
-    atomic_fetch_sub_explicit(&inflight[slot], 1, memory_order_release);
+    atomic_fetch_sub_explicit(&inflight.n[slot], 1, memory_order_release);
 }
 
 /* Publishes r (may be NULL) and destroys the backend it replaces once no emit uses it. */
@@ -182,7 +192,7 @@ static void publish(etw__running *r)
     atomic_store_explicit(&etw__mask, r ? mask_for(r->level, r->keywords) : 0,
                           memory_order_seq_cst);
     uint64_t g = atomic_fetch_add_explicit(&generation, 1, memory_order_seq_cst);
-    while (atomic_load_explicit(&inflight[g & 1], memory_order_acquire) != 0)
+    while (atomic_load_explicit(&inflight.n[g & 1], memory_order_acquire) != 0)
         etw__platform_yield();
     if (old == NULL)
         return;
@@ -192,24 +202,40 @@ static void publish(etw__running *r)
 
 /* --- Filling the values of an event --- */
 
-static void fill_str(etw_value *v, const char *s)
+/* A STR value: "" for NULL; its length only when the backend reads it. */
+static void fill_str(etw_value *v, const char *s, bool with_len)
 {
     v->s = s ? s : "";
-    v->len = strlen(v->s);
+    v->len = with_len ? strlen(v->s) : 0;
 }
+
+/*
+ * The two hex digits of every byte value: a HASH is then 32 two-byte copies instead of a shift,
+ * a mask and two lookups per byte.
+ */
+#define HEX_DIGIT(n)   ((char)((n) < 10 ? (n) + '0' : (n) + ('a' - 10)))
+#define HEX_PAIR(n)    {HEX_DIGIT((n) / 16), HEX_DIGIT((n) % 16)},
+#define HEX_PAIRS4(n)  HEX_PAIR(n) HEX_PAIR((n) + 1) HEX_PAIR((n) + 2) HEX_PAIR((n) + 3)
+#define HEX_PAIRS16(n) HEX_PAIRS4(n) HEX_PAIRS4((n) + 4) HEX_PAIRS4((n) + 8) HEX_PAIRS4((n) + 12)
+#define HEX_PAIRS64(n)                                                                             \
+    HEX_PAIRS16(n) HEX_PAIRS16((n) + 16) HEX_PAIRS16((n) + 32) HEX_PAIRS16((n) + 48)
+static const char hex_pairs[256][2] = {HEX_PAIRS64(0) HEX_PAIRS64(64) HEX_PAIRS64(128)
+                                           HEX_PAIRS64(192)};
+#undef HEX_PAIRS64
+#undef HEX_PAIRS16
+#undef HEX_PAIRS4
+#undef HEX_PAIR
+#undef HEX_DIGIT
 
 static void fill_hash(etw_value *v, const uint8_t *hash, char hex[2 * ETW_HASH_BYTES + 1])
 {
-    static const char digits[] = "0123456789abcdef";
     if (hash == NULL) {
         v->s = "";
         v->len = 0;
         return;
     }
-    for (size_t i = 0; i < ETW_HASH_BYTES; i++) {
-        hex[2 * i] = digits[hash[i] >> 4];
-        hex[2 * i + 1] = digits[hash[i] & 15];
-    }
+    for (size_t i = 0; i < ETW_HASH_BYTES; i++)
+        memcpy(&hex[2 * i], hex_pairs[hash[i]], 2);
     hex[2 * ETW_HASH_BYTES] = '\0';
     v->s = hex;
     v->len = 2 * ETW_HASH_BYTES;
@@ -247,7 +273,7 @@ static void after_fill(etw_event ev, etw_value *a, bool filtered)
 #define FILL_U64(slot, ev, name)  (slot).u = (uint64_t)(ev)->name;
 #define FILL_I32(slot, ev, name)  (slot).u = (uint64_t)(int64_t)(ev)->name;
 #define FILL_BOOL(slot, ev, name) (slot).u = (ev)->name ? 1u : 0u;
-#define FILL_STR(slot, ev, name)  fill_str(&(slot), (ev)->name);
+#define FILL_STR(slot, ev, name)  fill_str(&(slot), (ev)->name, with_len);
 #define FILL_HASH(slot, ev, name) fill_hash(&(slot), (ev)->name, hex);
 #define FILL_BLOB(slot, ev, name) fill_blob(&(slot), (ev)->name, (ev)->name##_len, r, &filtered);
 #define FILL(type, name, doc)                                                                      \
@@ -272,8 +298,10 @@ static void after_fill(etw_event ev, etw_value *a, bool filtered)
         etw__vals_##name vals;                                                                     \
         char hex[2 * ETW_HASH_BYTES + 1];                                                          \
         bool filtered = false;                                                                     \
+        const bool with_len = !r->backend->str_len_unused;                                         \
         size_t n = 0;                                                                              \
         (void)hex;                                                                                 \
+        (void)with_len;                                                                            \
         fields(FILL);                                                                              \
         after_fill(ETW_EV_##name, vals.a, filtered);                                               \
         r->backend->emit(r->backend, ETW_EV_##name, vals.a);                                       \

@@ -3,10 +3,11 @@
  * normalised field values every backend reads, the backend interface, and the per-platform hooks.
  *
  * An emit function turns the caller's event struct into an array of etw_value, one per schema
- * field in schema order: numbers in `u`, text in `s`/`len` (never NULL, NUL-terminated), a HASH
- * as its 64 hex digits (or ""), a BLOB as bytes already capped (or empty). For each event the
- * array is also viewable as a struct with one member per field (etw__vals_<Event>), which is how
- * the LTTng tracepoints, generated from the same schema, name them.
+ * field in schema order: numbers in `u`, text in `s`/`len` (never NULL, NUL-terminated; `len` is
+ * 0 for a backend that sets `str_len_unused`), a HASH as its 64 hex digits (or ""), a BLOB as
+ * bytes already capped (or empty). For each event the array is also viewable as a struct with one
+ * member per field (etw__vals_<Event>), which is how the LTTng tracepoints, generated from the
+ * same schema, name them.
  */
 #ifndef ETW_INTERNAL_H
 #define ETW_INTERNAL_H
@@ -20,7 +21,7 @@
 typedef struct etw_value {
     uint64_t u;    /* numbers; I32 sign-extended; BOOL 0/1 */
     const char *s; /* STR, HASH, BLOB: the bytes (NUL-terminated except BLOB) */
-    size_t len;    /* their length, without the NUL */
+    size_t len;    /* their length, without the NUL (STR: 0 when the backend does not read it) */
 } etw_value;
 
 #define ETW__VAL_MEMBER(type, name, doc) etw_value name;
@@ -46,6 +47,11 @@ typedef struct etw__backend etw__backend;
 struct etw__backend {
     etw_backend_kind kind;
     /*
+     * True when the backend reads STR values as NUL-terminated text only (LTTng), so the emit
+     * functions do not compute their length (`len` stays 0). Set by the constructor.
+     */
+    bool str_len_unused;
+    /*
      * Optional: false when the backend would drop event ev anyway (LTTng: no session enabled it),
      * checked before the values are prepared. Thread-safe.
      */
@@ -54,6 +60,11 @@ struct etw__backend {
     void (*emit)(etw__backend *b, etw_event ev, const etw_value *v);
     /* Flushes and frees the backend; no emit runs any more. */
     void (*destroy)(etw__backend *b);
+    /*
+     * Counters, updated by every emit on every thread: the padding keeps them off the cache line
+     * of the members above, which every emit reads.
+     */
+    char pad_[64];
     _Atomic uint64_t written;
     _Atomic uint64_t dropped;
 };

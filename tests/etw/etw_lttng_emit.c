@@ -1,8 +1,9 @@
 /*
  * etw_lttng_emit - the traced program of test_etw_lttng: starts the lttng backend (dlopen of
  * libamsi-lttng.so given as argv[1]) and emits a known workload: argv[2] ScanDecision events
- * (scan_id 1..N, every fifth one detected) with a ScanRequest before each, and one of every
- * other event. test_etw_lttng.c checks the trace against the same rules.
+ * (scan_id 1..N, every fifth one detected, every seventh one without a hash) with a ScanRequest
+ * before each, and one of every other event. test_etw_lttng.c checks the trace against the same
+ * rules.
  */
 #include "etw/etw.h"
 
@@ -40,8 +41,8 @@ int main(int argc, char **argv)
                  .appname = i % 2 ? "wscript \"q\"" : "pwsh", .contentsize = 16, .kind = "buffer");
         ETW_EMIT(ScanDecision, .scan_id = i, .session = 9, .scanStatus = 1,
                  .scanResult = detected ? 32768u : 1u, .appname = i % 2 ? "wscript \"q\"" : "pwsh",
-                 .contentname = "block.ps1", .contentsize = 16, .originalsize = 32, .hash = hash,
-                 .pid = 4242, .uid = 1000, .exe = "/usr/bin/pwsh",
+                 .contentname = "block.ps1", .contentsize = 16, .originalsize = 32,
+                 .hash = i % 7 ? hash : NULL, .pid = 4242, .uid = 1000, .exe = "/usr/bin/pwsh",
                  .rule = detected ? "AMSI_Test_Sample" : "", .status = "OK", .latency_ns = 1000 + i,
                  .content = "Write-Host hello", .content_len = 16);
     }

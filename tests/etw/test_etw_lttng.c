@@ -206,9 +206,13 @@ static void check_session_a(const char *text)
              * test_lttng_end_to_end checks on the raw stream files. */
             if (id % 5 == 0)
                 assert_true(has(line, end, "rule = \"AMSI_Test_Sample\""));
-            assert_true(has(line, end,
-                            "hash = \"deadbeef00000000000000000000000000000000000000000000000000"
-                            "000000\""));
+            /* The hash is a text array of exactly 64 characters. A missing one (every seventh
+             * event) is 64 NUL bytes, which babeltrace2 2.0.4 may also print as the previous
+             * event's value, like an empty string: the raw stream files are checked below. */
+            if (id % 7 != 0)
+                assert_true(has(line, end,
+                                "hash = \"deadbeef000000000000000000000000000000000000000000000000"
+                                "00000000\","));
             assert_true(has(line, end, "content = [ [0] = 87, [1] = 114,")); /* "Wr" */
             assert_true(has(line, end, "{ vpid = ")); /* the context the session added */
         } else if (is_event(line, end, "amsi_broker:EngineError:")) {
@@ -305,6 +309,12 @@ static void test_lttng_end_to_end(void **state)
              "test \"$(find '%s/traceA' -type f -name 'chan_*' -exec cat {} + | grep -a -o "
              "AMSI_Test_Sample | wc -l)\" -eq %d",
              home, COUNT / 5);
+    assert_int_equal(system(cmd), 0);
+    /* ... and the hash of every event that has one, none for the others. */
+    snprintf(cmd, sizeof(cmd),
+             "test \"$(find '%s/traceA' -type f -name 'chan_*' -exec cat {} + | grep -a -o "
+             "deadbeef00000000000000000000000000000000000000000000000000000000 | wc -l)\" -eq %d",
+             home, COUNT - COUNT / 7);
     assert_int_equal(system(cmd), 0);
 
     snprintf(dir, sizeof(dir), "%s/traceB", home);
