@@ -22,10 +22,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 /* The largest max_decode_depth the configuration accepts (engine/src/config.c). */
 #define ENGINE__MAX_DECODE_DEPTH 16
+
+/*
+ * View buffers (narrowed and normalised text) kept by a scratch between scans: how many nested
+ * objects may hold one at once, and how many bytes the kept ones may total. A view of an object
+ * nested deeper, or one that would push the total past the bound, gets a buffer of its own that
+ * is freed after use.
+ */
+#define VIEW_SLOTS    8
+#define VIEW_KEEP_MAX ((size_t)64 << 20)
+
+/* View buffers from this size on are 2 MiB-aligned and advised as huge pages. */
+#define VIEW_HUGE ((size_t)2 << 20)
 
 /* ------------------------------------------------------------------------------------------ */
 /* Scratch.                                                                                    */
@@ -45,6 +58,10 @@ struct engine_scratch {
     uint32_t req_epoch;
     uint8_t *decode_buf[ENGINE__MAX_DECODE_DEPTH]; /* decoded base64, one buffer per depth */
     size_t decode_cap[ENGINE__MAX_DECODE_DEPTH];
+    uint8_t *view_buf[VIEW_SLOTS]; /* view buffers, used last in, first out */
+    size_t view_cap[VIEW_SLOTS];
+    size_t view_kept; /* sum of view_cap */
+    unsigned view_used;
 };
 
 /* Makes the scratch fit `rules`: arrays and Hyperscan scratch. Returns 0 or a negative code. */
@@ -126,7 +143,61 @@ void engine_scratch_destroy(engine_scratch *s)
     free(s->matched);
     for (int i = 0; i < ENGINE__MAX_DECODE_DEPTH; i++)
         free(s->decode_buf[i]);
+    for (int i = 0; i < VIEW_SLOTS; i++)
+        free(s->view_buf[i]);
     free(s);
+}
+
+/*
+ * Allocates a view buffer of cap bytes. From VIEW_HUGE on it is 2 MiB-aligned and advised as
+ * huge pages: a view is written once, front to back, and on a virtual machine the faults of
+ * 4 KiB pages cost more than producing the view (see unpack_archive.c's member buffers).
+ * Returns NULL when memory ran out.
+ */
+static uint8_t *view_alloc(size_t cap)
+{
+    if (cap < VIEW_HUGE)
+        return malloc(cap);
+    void *p = NULL;
+    size_t rounded = (cap + VIEW_HUGE - 1) & ~(VIEW_HUGE - 1);
+    if (posix_memalign(&p, VIEW_HUGE, rounded) != 0)
+        return NULL;
+    madvise(p, rounded, MADV_HUGEPAGE);
+    return p;
+}
+
+/*
+ * A view buffer of at least cap bytes for the object being scanned, released with
+ * view_release() in reverse order of acquisition. Fresh large buffers cost a page fault per page
+ * on every scan, which on the benchmark machine was the largest part of the normalised view's
+ * cost; kept ones are already mapped. Returns NULL when memory ran out.
+ */
+static uint8_t *view_acquire(engine_scratch *s, size_t cap)
+{
+    unsigned i = s->view_used++;
+    if (i >= VIEW_SLOTS)
+        return view_alloc(cap);
+    if (s->view_cap[i] >= cap)
+        return s->view_buf[i];
+    s->view_kept -= s->view_cap[i];
+    free(s->view_buf[i]);
+    s->view_buf[i] = NULL;
+    s->view_cap[i] = 0;
+    uint8_t *p = view_alloc(cap);
+    if (p != NULL && s->view_kept + cap <= VIEW_KEEP_MAX) {
+        s->view_buf[i] = p;
+        s->view_cap[i] = cap;
+        s->view_kept += cap;
+    }
+    return p;
+}
+
+/* Gives back the buffer view_acquire() returned last (NULL is fine). Can't fail. */
+static void view_release(engine_scratch *s, uint8_t *p)
+{
+    unsigned i = --s->view_used;
+    if (i >= VIEW_SLOTS || p != s->view_buf[i])
+        free(p);
 }
 
 /* Next epoch for a mark array; on wrap the array is cleared so stale marks cannot collide. */
@@ -766,13 +837,16 @@ static void scan_object(scan_ctx *c, const uint8_t *data, size_t len, const obje
     scan_view(c, ENGINE__DB_RAW, data, len, o, ENGINE_VIEW_RAW);
     const uint8_t *text = data;
     size_t tlen = len;
-    uint8_t *narrow = NULL, *norm = NULL;
+    uint8_t *narrow = NULL;
+    bool narrowed = false;
     if (!stopped(c) && cfg->narrow_utf16 &&
         engine__utf16le_detect(data, len, (hints & ENGINE_HINT_UTF16LE) != 0)) {
         size_t cap = len / 2 * 3 + 1;
-        narrow = malloc(cap);
+        narrow = view_acquire(c->s, cap);
+        narrowed = true;
         if (narrow == NULL) {
             c->err = ENGINE_ENOMEM;
+            view_release(c->s, NULL);
             return;
         }
         tlen = engine__utf16le_narrow(data, len, narrow, cap);
@@ -780,18 +854,19 @@ static void scan_object(scan_ctx *c, const uint8_t *data, size_t len, const obje
         scan_view(c, ENGINE__DB_RAW, text, tlen, o, ENGINE_VIEW_NARROWED);
     }
     if (!stopped(c) && cfg->normalize && c->rules->has_normalized && tlen > 0) {
-        norm = malloc(tlen);
+        uint8_t *norm = view_acquire(c->s, tlen);
         if (norm == NULL) {
             c->err = ENGINE_ENOMEM;
         } else {
             size_t nlen = engine__normalize(text, tlen, norm, tlen);
             scan_view(c, ENGINE__DB_NORM, norm, nlen, o, ENGINE_VIEW_NORMALIZED);
         }
+        view_release(c->s, norm);
     }
-    free(norm);
     if (cfg->decode_base64 && depth < cfg->max_decode_depth)
         scan_base64_children(c, text, tlen, o, depth, udepth);
-    free(narrow);
+    if (narrowed)
+        view_release(c->s, narrow);
 }
 
 int engine_scan_buffer(const engine_rules *rules, engine_scratch *scratch, const engine_config *cfg,
