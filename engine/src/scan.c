@@ -29,8 +29,9 @@
 #define ENGINE__MAX_DECODE_DEPTH 16
 
 /*
- * View buffers (narrowed and normalised text) kept by a scratch between scans: how many nested
- * objects may hold one at once, and how many bytes the kept ones may total. A view of an object
+ * Buffers kept by a scratch between scans (narrowed and normalised views, and unpacked members
+ * held whole): how many nested objects may hold one at once, and how many bytes the kept ones may
+ * total. A view of an object
  * nested deeper, or one that would push the total past the bound, gets a buffer of its own that
  * is freed after use.
  */
@@ -167,37 +168,63 @@ static uint8_t *view_alloc(size_t cap)
 }
 
 /*
- * A view buffer of at least cap bytes for the object being scanned, released with
- * view_release() in reverse order of acquisition. Fresh large buffers cost a page fault per page
- * on every scan, which on the benchmark machine was the largest part of the normalised view's
- * cost; kept ones are already mapped. Returns NULL when memory ran out.
+ * Makes the buffer of a slot hold at least cap bytes, keeping the first len bytes of old (the
+ * buffer the caller had from this slot, or NULL). A slot keeps its buffer between scans, so a
+ * request of the size the last one had costs nothing: fresh large buffers cost a page fault per
+ * page on every scan, which on the benchmark machine was the largest part of the normalised
+ * view's cost and a good part of an unpacked member's. A slot past VIEW_SLOTS, or a buffer that
+ * would take the kept total past VIEW_KEEP_MAX, is not kept: the caller's release frees it.
+ * Returns NULL when memory ran out (old is then untouched).
  */
-static uint8_t *view_acquire(engine_scratch *s, size_t cap)
+static uint8_t *pool_reserve(engine_scratch *s, unsigned slot, uint8_t *old, size_t len, size_t cap)
 {
-    unsigned i = s->view_used++;
-    if (i >= VIEW_SLOTS)
-        return view_alloc(cap);
-    if (s->view_cap[i] >= cap)
-        return s->view_buf[i];
-    s->view_kept -= s->view_cap[i];
-    free(s->view_buf[i]);
-    s->view_buf[i] = NULL;
-    s->view_cap[i] = 0;
+    bool kept = slot < VIEW_SLOTS && s->view_buf[slot] != NULL;
+    if (kept && s->view_cap[slot] >= cap && (old == NULL || old == s->view_buf[slot]))
+        return s->view_buf[slot];
     uint8_t *p = view_alloc(cap);
-    if (p != NULL && s->view_kept + cap <= VIEW_KEEP_MAX) {
-        s->view_buf[i] = p;
-        s->view_cap[i] = cap;
+    if (p == NULL)
+        return NULL;
+    if (len > 0)
+        memcpy(p, old, len);
+    if (old != NULL && !(kept && old == s->view_buf[slot]))
+        free(old);
+    if (slot >= VIEW_SLOTS)
+        return p;
+    if (kept) {
+        s->view_kept -= s->view_cap[slot];
+        free(s->view_buf[slot]);
+        s->view_buf[slot] = NULL;
+        s->view_cap[slot] = 0;
+    }
+    if (s->view_kept + cap <= VIEW_KEEP_MAX) {
+        s->view_buf[slot] = p;
+        s->view_cap[slot] = cap;
         s->view_kept += cap;
     }
     return p;
 }
 
-/* Gives back the buffer view_acquire() returned last (NULL is fine). Can't fail. */
+/* Frees p unless the slot keeps it. Can't fail. */
+static void pool_drop(engine_scratch *s, unsigned slot, uint8_t *p)
+{
+    if (slot >= VIEW_SLOTS || p != s->view_buf[slot])
+        free(p);
+}
+
+/*
+ * A view buffer of at least cap bytes for the object being scanned, from the next slot; released
+ * with view_release() in reverse order of acquisition (nested objects take the slots after
+ * their parent's). Returns NULL when memory ran out; the slot must still be released.
+ */
+static uint8_t *view_acquire(engine_scratch *s, size_t cap)
+{
+    return pool_reserve(s, s->view_used++, NULL, 0, cap);
+}
+
+/* Gives back the slot view_acquire() took last, and its buffer p (NULL is fine). */
 static void view_release(engine_scratch *s, uint8_t *p)
 {
-    unsigned i = --s->view_used;
-    if (i >= VIEW_SLOTS || p != s->view_buf[i])
-        free(p);
+    pool_drop(s, --s->view_used, p);
 }
 
 /* Next epoch for a mark array; on wrap the array is cleared so stale marks cannot collide. */
@@ -674,7 +701,35 @@ typedef struct unpack_frame {
     engine_stream *stream;
     object stream_obj;
     char *stream_name;
+    unsigned slot; /* the scratch's buffer slot lent for members, when has_slot */
+    bool has_slot;
 } unpack_frame;
+
+/* Lends the unpacker a member buffer from the scratch's slots (see pool_reserve()). */
+static uint8_t *host_buffer_grow(engine__unpack_host *h, uint8_t *old, size_t len, size_t cap)
+{
+    unpack_frame *f = h->opaque;
+    engine_scratch *s = f->c->s;
+    if (!f->has_slot) {
+        f->slot = s->view_used++;
+        f->has_slot = true;
+    }
+    return pool_reserve(s, f->slot, old, len, cap);
+}
+
+/* Takes a member buffer back; the slot is free for others until the next host_buffer_grow(). */
+static void host_buffer_done(engine__unpack_host *h, uint8_t *p)
+{
+    unpack_frame *f = h->opaque;
+    engine_scratch *s = f->c->s;
+    if (!f->has_slot) {
+        free(p);
+        return;
+    }
+    s->view_used--;
+    f->has_slot = false;
+    pool_drop(s, f->slot, p);
+}
 
 static bool host_scan_child(engine__unpack_host *h, const uint8_t *data, size_t len,
                             const char *name)
@@ -805,7 +860,9 @@ static bool unpack_object(scan_ctx *c, const uint8_t *data, size_t len, const ob
                             .stream_close = host_stream_close,
                             .charge = host_charge,
                             .note = host_note,
-                            .out_of_time = host_out_of_time},
+                            .out_of_time = host_out_of_time,
+                            .buffer_grow = host_buffer_grow,
+                            .buffer_done = host_buffer_done},
                       .c = c,
                       .parent = o,
                       .udepth = udepth};
@@ -813,6 +870,8 @@ static bool unpack_object(scan_ctx *c, const uint8_t *data, size_t len, const ob
     int rc = engine__unpack(&f.h, data, len);
     if (f.stream != NULL)
         host_stream_close(&f.h);
+    if (f.has_slot)
+        host_buffer_done(&f.h, NULL);
     if (rc < 0)
         c->err = rc;
     return rc == 0;
@@ -886,6 +945,7 @@ int engine_scan_buffer(const engine_rules *rules, engine_scratch *scratch, const
     if (rc != 0)
         return rc;
     next_epoch(&scratch->req_epoch, scratch->rule_done, scratch->cap_rules);
+    scratch->view_used = 0;
     scan_ctx c = {.rules = rules,
                   .s = scratch,
                   .cfg = cfg,

@@ -169,6 +169,17 @@ static void member_begin(walker *w, const char *name)
     w->flush = true;
 }
 
+/* Gives the member buffer back (to the host when it lent it). Can't fail. */
+static void member_free(walker *w)
+{
+    if (w->h->buffer_done != NULL)
+        w->h->buffer_done(w->h, w->buf);
+    else
+        free(w->buf);
+    w->buf = NULL;
+    w->bcap = 0;
+}
+
 /* Switches the member to a stream child and writes what was kept. Returns GO or STOP. */
 static int member_to_stream(walker *w)
 {
@@ -178,9 +189,7 @@ static int member_to_stream(walker *w)
     w->streaming = true;
     bool done = w->blen > 0 && h->stream_write(h, w->buf, w->blen);
     w->blen = 0;
-    free(w->buf);
-    w->buf = NULL;
-    w->bcap = 0;
+    member_free(w);
     return done ? STOP : GO;
 }
 
@@ -219,7 +228,8 @@ static int member_put(walker *w, const uint8_t *p, size_t n)
         size_t cap = w->bcap ? w->bcap : MEMBER_FIRST_CAP < w->bound ? MEMBER_FIRST_CAP : w->bound;
         while (cap - w->blen < n)
             cap = cap > w->bound / 2 ? w->bound : cap * 2;
-        uint8_t *nb = member_alloc(w->buf, w->blen, cap);
+        uint8_t *nb = w->h->buffer_grow != NULL ? w->h->buffer_grow(w->h, w->buf, w->blen, cap)
+                                                : member_alloc(w->buf, w->blen, cap);
         if (nb == NULL)
             return ENGINE_ENOMEM;
         w->buf = nb;
@@ -1191,7 +1201,7 @@ int engine__unpack_container(engine__unpack_host *h, engine__ctype t, const uint
         rc = walk_lhasa(&w, data, len);
     else
         rc = walk_libarchive(&w, data, len);
-    free(w.buf);
+    member_free(&w);
     free(w.chunk);
     return rc;
 }
