@@ -903,6 +903,30 @@ static void test_b64_next_bounds(void **state)
     free(p);
 }
 
+/* Every byte value at several places of a long run: the vector classifiers agree with the alphabet.
+ */
+static void test_b64_next_every_byte(void **state)
+{
+    (void)state;
+    for (unsigned b = 0; b < 256; b++) {
+        bool alpha = (b >= 'A' && b <= 'Z') || (b >= 'a' && b <= 'z') || (b >= '0' && b <= '9') ||
+                     b == '+' || b == '/';
+        static const size_t places[] = {0, 15, 16, 31, 40, 63, 79};
+        for (size_t k = 0; k < sizeof places / sizeof places[0]; k++) {
+            uint8_t buf[80];
+            memset(buf, 'Q', sizeof buf);
+            buf[places[k]] = (uint8_t)b;
+            uint8_t *p = dup_exact(buf, sizeof buf);
+            size_t pos = 0;
+            engine__span sp;
+            bool found = engine__base64_next(p, sizeof buf, &pos, sizeof buf, &sp);
+            if (found != alpha)
+                fail_msg("byte 0x%02X at %zu: found %d", b, places[k], (int)found);
+            free(p);
+        }
+    }
+}
+
 static void test_b64_next_vs_naive(void **state)
 {
     static const char seps[] = " \t\n.,;'\"(=$";
@@ -1601,6 +1625,7 @@ int main(void)
         cmocka_unit_test(test_b64_next_runs),
         cmocka_unit_test(test_b64_next_bounds),
         cmocka_unit_test(test_b64_next_vs_naive),
+        cmocka_unit_test(test_b64_next_every_byte),
         cmocka_unit_test(test_b64_decode_basic),
         cmocka_unit_test(test_b64_decode_cap),
         cmocka_unit_test(test_b64_roundtrip),
