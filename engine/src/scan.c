@@ -640,6 +640,21 @@ static uint8_t *decode_buffer(engine_scratch *s, unsigned depth, size_t cap)
     return s->decode_buf[depth];
 }
 
+/* Writes "base64@OFF" into name (at least 28 bytes), without snprintf's cost. Can't fail. */
+static void base64_name(char *name, size_t off)
+{
+    char digits[24];
+    size_t k = 0;
+    do {
+        digits[k++] = (char)('0' + off % 10);
+        off /= 10;
+    } while (off > 0);
+    memcpy(name, "base64@", 7);
+    for (size_t i = 0; i < k; i++)
+        name[7 + i] = digits[k - 1 - i];
+    name[7 + k] = '\0';
+}
+
 /* Decodes the base64 runs of text and scans each result (and its decompression) as a child. */
 static void scan_base64_children(scan_ctx *c, const uint8_t *text, size_t len, const object *o,
                                  unsigned depth, unsigned udepth)
@@ -661,7 +676,7 @@ static void scan_base64_children(scan_ctx *c, const uint8_t *text, size_t len, c
         size_t n = engine__base64_decode(text + sp.off, sp.len, buf, cap);
         c->decode_left -= n;
         char name[40];
-        snprintf(name, sizeof(name), "base64@%zu", sp.off);
+        base64_name(name, sp.off);
         object child = {o, name};
         scan_object(c, buf, n, &child, 0, depth + 1, udepth);
         if (!stopped(c) && !out_of_time(c) && depth + 1 < c->cfg->max_decode_depth) {

@@ -847,12 +847,40 @@ static int text_judge(text_stop stop, size_t len, bool raw, bool all_in)
  */
 static bool text_looks_textual(const uint8_t *in, size_t n)
 {
-    size_t m = n < 64 ? n : 64, printable = 0;
+    size_t m = n < 64 ? n : 64, printable = 0, i = 0;
 
-    for (size_t i = 0; i < m; i++)
+#if defined(__SSE2__)
+    /* 16 at a time: bytes from 0x80 are negative as signed and fail the range test. */
+    for (; m - i >= 16; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(in + i));
+        __m128i ok = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8(0x1F)),
+                                   _mm_cmplt_epi8(v, _mm_set1_epi8(0x7F)));
+        ok = _mm_or_si128(ok, _mm_cmpeq_epi8(v, _mm_set1_epi8('\t')));
+        ok = _mm_or_si128(ok, _mm_cmpeq_epi8(v, _mm_set1_epi8('\n')));
+        ok = _mm_or_si128(ok, _mm_cmpeq_epi8(v, _mm_set1_epi8('\r')));
+        printable += (size_t)__builtin_popcount((unsigned)_mm_movemask_epi8(ok));
+    }
+#endif
+    for (; i < m; i++)
         printable +=
             (in[i] >= 0x20 && in[i] < 0x7F) || in[i] == '\t' || in[i] == '\n' || in[i] == '\r';
     return printable * 8 >= m * 7;
+}
+
+/*
+ * True when in[0..n) cannot begin a raw deflate stream, for reasons inflate would report before
+ * producing a byte: a first block of the reserved type 3, or a stored block whose length and its
+ * one's complement disagree. Spares zlib's allocations for half of all random blobs. Can't fail.
+ */
+static bool text_deflate_impossible(const uint8_t *in, size_t n)
+{
+    unsigned type = (in[0] >> 1) & 3u;
+
+    if (type == 3)
+        return true;
+    if (type == 0 && n >= 5)
+        return (unsigned)(in[1] | in[2] << 8) != (~(unsigned)(in[3] | in[4] << 8) & 0xFFFFu);
+    return false;
 }
 
 int engine__decompress(const uint8_t *in, size_t n, size_t max_out, uint8_t **out, size_t *out_len,
@@ -899,11 +927,13 @@ int engine__decompress(const uint8_t *in, size_t n, size_t max_out, uint8_t **ou
         if (text_judge(stop, o.len, false, all_in) == -1) {
             kind = ENGINE__CODEC_DEFLATE;
             o.len = 0;
-            stop = text_inflate(in, n, -15, &o, &all_in);
+            stop = text_deflate_impossible(in, n) ? TEXT_STOP_ERROR
+                                                  : text_inflate(in, n, -15, &o, &all_in);
         }
     } else {
         kind = ENGINE__CODEC_DEFLATE;
-        stop = text_inflate(in, n, -15, &o, &all_in);
+        stop = text_deflate_impossible(in, n) ? TEXT_STOP_ERROR
+                                              : text_inflate(in, n, -15, &o, &all_in);
     }
 
     rc = text_judge(stop, o.len, kind == ENGINE__CODEC_DEFLATE, all_in);

@@ -1256,6 +1256,47 @@ static void test_decompress_cut_stream(void **state)
     free(script);
 }
 
+/*
+ * Raw deflate made of stored blocks (level 0) decodes; the same stream with its length's
+ * complement broken, or with the reserved block type, is refused before zlib is asked.
+ */
+static void test_decompress_stored_deflate(void **state)
+{
+    rng r = {0x5EED0004};
+    uint8_t raw[300], blob[400], *out;
+    size_t out_len;
+    engine__codec codec;
+    bool truncated;
+    z_stream zs;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof raw; i++)
+        raw[i] = (uint8_t)rng_next(&r);
+    memset(&zs, 0, sizeof zs);
+    assert_int_equal(deflateInit2(&zs, 0, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    zs.next_in = raw;
+    zs.avail_in = sizeof raw;
+    zs.next_out = blob;
+    zs.avail_out = sizeof blob;
+    assert_int_equal(deflate(&zs, Z_FINISH), Z_STREAM_END);
+    size_t blen = (size_t)zs.total_out;
+    assert_int_equal(deflateEnd(&zs), Z_OK);
+    assert_int_equal((blob[0] >> 1) & 3, 0);
+    check_decompress(blob, blen, 1 << 20, ENGINE__CODEC_DEFLATE, raw, sizeof raw, false);
+
+    uint8_t *bad = dup_exact(blob, blen);
+    bad[3] ^= 0x01;
+    assert_int_equal(engine__decompress(bad, blen, 1 << 20, &out, &out_len, &codec, &truncated),
+                     -1);
+    assert_null(out);
+    bad[3] ^= 0x01;
+    bad[0] |= 0x06;
+    assert_int_equal(engine__decompress(bad, blen, 1 << 20, &out, &out_len, &codec, &truncated),
+                     -1);
+    assert_null(out);
+    free(bad);
+}
+
 static void test_decompress_rejects_random(void **state)
 {
     static const uint8_t prefixes[][6] = {
@@ -1636,6 +1677,7 @@ int main(void)
         cmocka_unit_test(test_decompress_truncation),
         cmocka_unit_test(test_decompress_small),
         cmocka_unit_test(test_decompress_cut_stream),
+        cmocka_unit_test(test_decompress_stored_deflate),
         cmocka_unit_test(test_decompress_rejects_random),
         cmocka_unit_test(test_decompress_broken),
         cmocka_unit_test(test_decompress_bad_checksum),
