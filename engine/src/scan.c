@@ -22,10 +22,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 /* The largest max_decode_depth the configuration accepts (engine/src/config.c). */
 #define ENGINE__MAX_DECODE_DEPTH 16
+
+/*
+ * Buffers kept by a scratch between scans (narrowed and normalised views, and unpacked members
+ * held whole): how many nested objects may hold one at once, and how many bytes the kept ones may
+ * total. A view of an object
+ * nested deeper, or one that would push the total past the bound, gets a buffer of its own that
+ * is freed after use.
+ */
+#define VIEW_SLOTS    8
+#define VIEW_KEEP_MAX ((size_t)64 << 20)
+
+/* View buffers from this size on are 2 MiB-aligned and advised as huge pages. */
+#define VIEW_HUGE ((size_t)2 << 20)
 
 /* ------------------------------------------------------------------------------------------ */
 /* Scratch.                                                                                    */
@@ -45,6 +59,10 @@ struct engine_scratch {
     uint32_t req_epoch;
     uint8_t *decode_buf[ENGINE__MAX_DECODE_DEPTH]; /* decoded base64, one buffer per depth */
     size_t decode_cap[ENGINE__MAX_DECODE_DEPTH];
+    uint8_t *view_buf[VIEW_SLOTS]; /* view buffers, used last in, first out */
+    size_t view_cap[VIEW_SLOTS];
+    size_t view_kept; /* sum of view_cap */
+    unsigned view_used;
 };
 
 /* Makes the scratch fit `rules`: arrays and Hyperscan scratch. Returns 0 or a negative code. */
@@ -126,7 +144,87 @@ void engine_scratch_destroy(engine_scratch *s)
     free(s->matched);
     for (int i = 0; i < ENGINE__MAX_DECODE_DEPTH; i++)
         free(s->decode_buf[i]);
+    for (int i = 0; i < VIEW_SLOTS; i++)
+        free(s->view_buf[i]);
     free(s);
+}
+
+/*
+ * Allocates a view buffer of cap bytes. From VIEW_HUGE on it is 2 MiB-aligned and advised as
+ * huge pages: a view is written once, front to back, and on a virtual machine the faults of
+ * 4 KiB pages cost more than producing the view (see unpack_archive.c's member buffers).
+ * Returns NULL when memory ran out.
+ */
+static uint8_t *view_alloc(size_t cap)
+{
+    if (cap < VIEW_HUGE)
+        return malloc(cap);
+    void *p = NULL;
+    size_t rounded = (cap + VIEW_HUGE - 1) & ~(VIEW_HUGE - 1);
+    if (posix_memalign(&p, VIEW_HUGE, rounded) != 0)
+        return NULL;
+    madvise(p, rounded, MADV_HUGEPAGE);
+    return p;
+}
+
+/*
+ * Makes the buffer of a slot hold at least cap bytes, keeping the first len bytes of old (the
+ * buffer the caller had from this slot, or NULL). A slot keeps its buffer between scans, so a
+ * request of the size the last one had costs nothing: fresh large buffers cost a page fault per
+ * page on every scan, which on the benchmark machine was the largest part of the normalised
+ * view's cost and a good part of an unpacked member's. A slot past VIEW_SLOTS, or a buffer that
+ * would take the kept total past VIEW_KEEP_MAX, is not kept: the caller's release frees it.
+ * Returns NULL when memory ran out (old is then untouched).
+ */
+static uint8_t *pool_reserve(engine_scratch *s, unsigned slot, uint8_t *old, size_t len, size_t cap)
+{
+    bool kept = slot < VIEW_SLOTS && s->view_buf[slot] != NULL;
+    if (kept && s->view_cap[slot] >= cap && (old == NULL || old == s->view_buf[slot]))
+        return s->view_buf[slot];
+    uint8_t *p = view_alloc(cap);
+    if (p == NULL)
+        return NULL;
+    if (len > 0)
+        memcpy(p, old, len);
+    if (old != NULL && !(kept && old == s->view_buf[slot]))
+        free(old);
+    if (slot >= VIEW_SLOTS)
+        return p;
+    if (kept) {
+        s->view_kept -= s->view_cap[slot];
+        free(s->view_buf[slot]);
+        s->view_buf[slot] = NULL;
+        s->view_cap[slot] = 0;
+    }
+    if (s->view_kept + cap <= VIEW_KEEP_MAX) {
+        s->view_buf[slot] = p;
+        s->view_cap[slot] = cap;
+        s->view_kept += cap;
+    }
+    return p;
+}
+
+/* Frees p unless the slot keeps it. Can't fail. */
+static void pool_drop(engine_scratch *s, unsigned slot, uint8_t *p)
+{
+    if (slot >= VIEW_SLOTS || p != s->view_buf[slot])
+        free(p);
+}
+
+/*
+ * A view buffer of at least cap bytes for the object being scanned, from the next slot; released
+ * with view_release() in reverse order of acquisition (nested objects take the slots after
+ * their parent's). Returns NULL when memory ran out; the slot must still be released.
+ */
+static uint8_t *view_acquire(engine_scratch *s, size_t cap)
+{
+    return pool_reserve(s, s->view_used++, NULL, 0, cap);
+}
+
+/* Gives back the slot view_acquire() took last, and its buffer p (NULL is fine). */
+static void view_release(engine_scratch *s, uint8_t *p)
+{
+    pool_drop(s, --s->view_used, p);
 }
 
 /* Next epoch for a mark array; on wrap the array is cleared so stale marks cannot collide. */
@@ -542,6 +640,21 @@ static uint8_t *decode_buffer(engine_scratch *s, unsigned depth, size_t cap)
     return s->decode_buf[depth];
 }
 
+/* Writes "base64@OFF" into name (at least 28 bytes), without snprintf's cost. Can't fail. */
+static void base64_name(char *name, size_t off)
+{
+    char digits[24];
+    size_t k = 0;
+    do {
+        digits[k++] = (char)('0' + off % 10);
+        off /= 10;
+    } while (off > 0);
+    memcpy(name, "base64@", 7);
+    for (size_t i = 0; i < k; i++)
+        name[7 + i] = digits[k - 1 - i];
+    name[7 + k] = '\0';
+}
+
 /* Decodes the base64 runs of text and scans each result (and its decompression) as a child. */
 static void scan_base64_children(scan_ctx *c, const uint8_t *text, size_t len, const object *o,
                                  unsigned depth, unsigned udepth)
@@ -563,7 +676,7 @@ static void scan_base64_children(scan_ctx *c, const uint8_t *text, size_t len, c
         size_t n = engine__base64_decode(text + sp.off, sp.len, buf, cap);
         c->decode_left -= n;
         char name[40];
-        snprintf(name, sizeof(name), "base64@%zu", sp.off);
+        base64_name(name, sp.off);
         object child = {o, name};
         scan_object(c, buf, n, &child, 0, depth + 1, udepth);
         if (!stopped(c) && !out_of_time(c) && depth + 1 < c->cfg->max_decode_depth) {
@@ -603,7 +716,35 @@ typedef struct unpack_frame {
     engine_stream *stream;
     object stream_obj;
     char *stream_name;
+    unsigned slot; /* the scratch's buffer slot lent for members, when has_slot */
+    bool has_slot;
 } unpack_frame;
+
+/* Lends the unpacker a member buffer from the scratch's slots (see pool_reserve()). */
+static uint8_t *host_buffer_grow(engine__unpack_host *h, uint8_t *old, size_t len, size_t cap)
+{
+    unpack_frame *f = h->opaque;
+    engine_scratch *s = f->c->s;
+    if (!f->has_slot) {
+        f->slot = s->view_used++;
+        f->has_slot = true;
+    }
+    return pool_reserve(s, f->slot, old, len, cap);
+}
+
+/* Takes a member buffer back; the slot is free for others until the next host_buffer_grow(). */
+static void host_buffer_done(engine__unpack_host *h, uint8_t *p)
+{
+    unpack_frame *f = h->opaque;
+    engine_scratch *s = f->c->s;
+    if (!f->has_slot) {
+        free(p);
+        return;
+    }
+    s->view_used--;
+    f->has_slot = false;
+    pool_drop(s, f->slot, p);
+}
 
 static bool host_scan_child(engine__unpack_host *h, const uint8_t *data, size_t len,
                             const char *name)
@@ -734,7 +875,9 @@ static bool unpack_object(scan_ctx *c, const uint8_t *data, size_t len, const ob
                             .stream_close = host_stream_close,
                             .charge = host_charge,
                             .note = host_note,
-                            .out_of_time = host_out_of_time},
+                            .out_of_time = host_out_of_time,
+                            .buffer_grow = host_buffer_grow,
+                            .buffer_done = host_buffer_done},
                       .c = c,
                       .parent = o,
                       .udepth = udepth};
@@ -742,6 +885,8 @@ static bool unpack_object(scan_ctx *c, const uint8_t *data, size_t len, const ob
     int rc = engine__unpack(&f.h, data, len);
     if (f.stream != NULL)
         host_stream_close(&f.h);
+    if (f.has_slot)
+        host_buffer_done(&f.h, NULL);
     if (rc < 0)
         c->err = rc;
     return rc == 0;
@@ -766,13 +911,16 @@ static void scan_object(scan_ctx *c, const uint8_t *data, size_t len, const obje
     scan_view(c, ENGINE__DB_RAW, data, len, o, ENGINE_VIEW_RAW);
     const uint8_t *text = data;
     size_t tlen = len;
-    uint8_t *narrow = NULL, *norm = NULL;
+    uint8_t *narrow = NULL;
+    bool narrowed = false;
     if (!stopped(c) && cfg->narrow_utf16 &&
         engine__utf16le_detect(data, len, (hints & ENGINE_HINT_UTF16LE) != 0)) {
         size_t cap = len / 2 * 3 + 1;
-        narrow = malloc(cap);
+        narrow = view_acquire(c->s, cap);
+        narrowed = true;
         if (narrow == NULL) {
             c->err = ENGINE_ENOMEM;
+            view_release(c->s, NULL);
             return;
         }
         tlen = engine__utf16le_narrow(data, len, narrow, cap);
@@ -780,18 +928,19 @@ static void scan_object(scan_ctx *c, const uint8_t *data, size_t len, const obje
         scan_view(c, ENGINE__DB_RAW, text, tlen, o, ENGINE_VIEW_NARROWED);
     }
     if (!stopped(c) && cfg->normalize && c->rules->has_normalized && tlen > 0) {
-        norm = malloc(tlen);
+        uint8_t *norm = view_acquire(c->s, tlen);
         if (norm == NULL) {
             c->err = ENGINE_ENOMEM;
         } else {
             size_t nlen = engine__normalize(text, tlen, norm, tlen);
             scan_view(c, ENGINE__DB_NORM, norm, nlen, o, ENGINE_VIEW_NORMALIZED);
         }
+        view_release(c->s, norm);
     }
-    free(norm);
     if (cfg->decode_base64 && depth < cfg->max_decode_depth)
         scan_base64_children(c, text, tlen, o, depth, udepth);
-    free(narrow);
+    if (narrowed)
+        view_release(c->s, narrow);
 }
 
 int engine_scan_buffer(const engine_rules *rules, engine_scratch *scratch, const engine_config *cfg,
@@ -811,6 +960,7 @@ int engine_scan_buffer(const engine_rules *rules, engine_scratch *scratch, const
     if (rc != 0)
         return rc;
     next_epoch(&scratch->req_epoch, scratch->rule_done, scratch->cap_rules);
+    scratch->view_used = 0;
     scan_ctx c = {.rules = rules,
                   .s = scratch,
                   .cfg = cfg,

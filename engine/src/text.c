@@ -18,6 +18,17 @@
 #include <emmintrin.h>
 #endif
 
+/*
+ * The normalised view has an AVX2 loop, compiled for any x86-64 GCC or Clang build through a
+ * function target attribute and used when the CPU reports AVX2; other builds use SSE2 or plain C.
+ */
+#if defined(__x86_64__) && defined(__SSE2__) && (defined(__GNUC__) || defined(__clang__))
+#define TEXT_HAVE_AVX2 1
+#include <immintrin.h>
+#else
+#define TEXT_HAVE_AVX2 0
+#endif
+
 #include <limits.h>
 #include <lzma.h>
 #include <stdlib.h>
@@ -244,12 +255,123 @@ static bool text_join_next(const uint8_t *in, size_t n, size_t i, size_t *next)
 }
 
 /*
+ * The vector part of engine__normalize: copies the bytes at in[*i..] to out[*w..] while no byte
+ * needs a decision, 16 or 32 at a time. Letters are lower-cased, every whitespace byte that does
+ * not follow whitespace is written as one space, and a whitespace byte that follows whitespace is
+ * skipped together with the rest of its run (*space says whether the byte before in[*i] was
+ * whitespace). It stops at a backtick or a quote (an escape, maybe a join: the scalar code decides
+ * those), or when fewer than a vector's width of input or output is left. Each byte handled here
+ * gets exactly what the scalar code would give it. Can't fail.
+ */
+#if defined(__SSE2__)
+static void text_norm_sse2(const uint8_t *in, size_t n, size_t *pi, uint8_t *out, size_t cap,
+                           size_t *pw, bool *space)
+{
+    size_t i = *pi, w = *pw;
+    bool sp = *space;
+
+    while (n - i >= 16 && cap - w >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(in + i));
+        __m128i ctrl = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('\t' - 1)),
+                                     _mm_cmplt_epi8(v, _mm_set1_epi8('\r' + 1)));
+        __m128i blank = _mm_or_si128(ctrl, _mm_cmpeq_epi8(v, _mm_set1_epi8(' ')));
+        __m128i marks = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\'')),
+                                                  _mm_cmpeq_epi8(v, _mm_set1_epi8('"'))),
+                                     _mm_cmpeq_epi8(v, _mm_set1_epi8('`')));
+        __m128i upper = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('A' - 1)),
+                                      _mm_cmplt_epi8(v, _mm_set1_epi8('Z' + 1)));
+        __m128i o = _mm_add_epi8(v, _mm_and_si128(upper, _mm_set1_epi8(0x20)));
+        o = _mm_or_si128(_mm_andnot_si128(ctrl, o), _mm_and_si128(ctrl, _mm_set1_epi8(' ')));
+        _mm_storeu_si128((__m128i *)(void *)(out + w), o);
+
+        unsigned ws = (unsigned)_mm_movemask_epi8(blank);
+        unsigned mk = (unsigned)_mm_movemask_epi8(marks);
+        unsigned stop = mk | (ws & (((ws << 1) | (sp ? 1u : 0u)) & 0xFFFFu));
+        if (stop == 0) {
+            i += 16;
+            w += 16;
+            sp = (ws >> 15) & 1u;
+            continue;
+        }
+        unsigned take = (unsigned)__builtin_ctz(stop);
+        if (take > 0)
+            sp = (ws >> (take - 1)) & 1u;
+        i += take;
+        w += take;
+        if ((mk >> take) & 1u)
+            break;
+        /* A whitespace run: the space was written before it; skip it to its end. */
+        i += (unsigned)__builtin_ctz(~(ws >> take));
+        sp = true;
+    }
+    *pi = i;
+    *pw = w;
+    *space = sp;
+}
+#endif
+
+#if TEXT_HAVE_AVX2
+/* text_norm_sse2() 32 bytes at a time, for CPUs with AVX2 (checked by the caller). */
+__attribute__((target("avx2"))) static void text_norm_avx2(const uint8_t *in, size_t n, size_t *pi,
+                                                           uint8_t *out, size_t cap, size_t *pw,
+                                                           bool *space)
+{
+    size_t i = *pi, w = *pw;
+    bool sp = *space;
+
+    while (n - i >= 32 && cap - w >= 32) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(in + i));
+        __m256i ctrl = _mm256_and_si256(_mm256_cmpgt_epi8(v, _mm256_set1_epi8('\t' - 1)),
+                                        _mm256_cmpgt_epi8(_mm256_set1_epi8('\r' + 1), v));
+        __m256i blank = _mm256_or_si256(ctrl, _mm256_cmpeq_epi8(v, _mm256_set1_epi8(' ')));
+        __m256i marks =
+            _mm256_or_si256(_mm256_or_si256(_mm256_cmpeq_epi8(v, _mm256_set1_epi8('\'')),
+                                            _mm256_cmpeq_epi8(v, _mm256_set1_epi8('"'))),
+                            _mm256_cmpeq_epi8(v, _mm256_set1_epi8('`')));
+        __m256i upper = _mm256_and_si256(_mm256_cmpgt_epi8(v, _mm256_set1_epi8('A' - 1)),
+                                         _mm256_cmpgt_epi8(_mm256_set1_epi8('Z' + 1), v));
+        __m256i o = _mm256_add_epi8(v, _mm256_and_si256(upper, _mm256_set1_epi8(0x20)));
+        o = _mm256_blendv_epi8(o, _mm256_set1_epi8(' '), ctrl);
+        _mm256_storeu_si256((__m256i *)(void *)(out + w), o);
+
+        uint32_t ws = (uint32_t)_mm256_movemask_epi8(blank);
+        uint32_t mk = (uint32_t)_mm256_movemask_epi8(marks);
+        uint32_t stop = mk | (ws & ((ws << 1) | (sp ? 1u : 0u)));
+        if (stop == 0) {
+            i += 32;
+            w += 32;
+            sp = (ws >> 31) & 1u;
+            continue;
+        }
+        unsigned take = (unsigned)__builtin_ctz(stop);
+        if (take > 0)
+            sp = (ws >> (take - 1)) & 1u;
+        i += take;
+        w += take;
+        if ((mk >> take) & 1u)
+            break;
+        /* ws >> take keeps at least one clear bit on top unless the run fills the vector. */
+        uint32_t rest = ~(ws >> take);
+        i += rest ? (unsigned)__builtin_ctz(rest) : 32u - take;
+        sp = true;
+    }
+    *pi = i;
+    *pw = w;
+    *space = sp;
+}
+#endif
+
+/*
  * One pass. A concatenation is recognised without tracking strings: a quote followed by
  * gap '+' gap and another quote is dropped together with them, so 'Invo'+'ke' becomes 'invoke'
  * and "a" + 'b' becomes "ab'. Tracking which quotes open strings would be fooled by a quote in a
  * comment (# don't) and stop all joining after it; the local rule cannot be. Each input byte
  * yields at most one output byte, so the view is never longer than its input. Output stops when
- * cap is reached; what was written is then a prefix of the full view. Can't fail.
+ * cap is reached; what was written is then a prefix of the full view.
+ *
+ * Ordinary text goes through the vector loop (AVX2 when the CPU has it, else SSE2), which stops
+ * only at backticks and quotes; the scalar code below takes one byte (or an escape, or a join)
+ * and hands back. Can't fail.
  */
 size_t engine__normalize(const uint8_t *in, size_t n, uint8_t *out, size_t cap)
 {
@@ -258,39 +380,17 @@ size_t engine__normalize(const uint8_t *in, size_t n, uint8_t *out, size_t cap)
 
     if (in == NULL || out == NULL)
         return 0;
+#if TEXT_HAVE_AVX2
+    bool avx2 = __builtin_cpu_supports("avx2");
+#endif
 
     while (i < n && w < cap) {
+#if TEXT_HAVE_AVX2
+        if (avx2)
+            text_norm_avx2(in, n, &i, out, cap, &w, &space);
+#endif
 #if defined(__SSE2__)
-        /*
-         * 16 bytes at a time while nothing needs a decision: bytes are lower-cased and copied,
-         * and a single space between words is copied too. What stops the vector loop: a
-         * backtick, a quote (maybe a join), a tab, newline, VT, FF or CR (become a space), and a
-         * space right after whitespace (collapsed). The scalar code below handles that byte.
-         */
-        while (n - i >= 16 && cap - w >= 16) {
-            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(in + i));
-            __m128i ctrl = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('\t' - 1)),
-                                         _mm_cmplt_epi8(v, _mm_set1_epi8('\r' + 1)));
-            __m128i marks = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\'')),
-                                                      _mm_cmpeq_epi8(v, _mm_set1_epi8('"'))),
-                                         _mm_cmpeq_epi8(v, _mm_set1_epi8('`')));
-            unsigned sp = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(' ')));
-            unsigned ws = sp | (unsigned)_mm_movemask_epi8(ctrl);
-            unsigned after_ws = ((ws << 1) | (space ? 1u : 0u)) & 0xFFFFu;
-            unsigned stop =
-                (unsigned)_mm_movemask_epi8(_mm_or_si128(ctrl, marks)) | (sp & after_ws);
-            __m128i upper = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('A' - 1)),
-                                          _mm_cmplt_epi8(v, _mm_set1_epi8('Z' + 1)));
-            _mm_storeu_si128((__m128i *)(void *)(out + w),
-                             _mm_add_epi8(v, _mm_and_si128(upper, _mm_set1_epi8(0x20))));
-            unsigned take = stop ? (unsigned)__builtin_ctz(stop) : 16;
-            if (take > 0)
-                space = (sp >> (take - 1)) & 1u;
-            i += take;
-            w += take;
-            if (take < 16)
-                break;
-        }
+        text_norm_sse2(in, n, &i, out, cap, &w, &space);
         if (i >= n || w >= cap)
             break;
 #endif
@@ -351,6 +451,40 @@ static unsigned text_b64_mask16(const uint8_t *p)
 }
 #endif
 
+#if TEXT_HAVE_AVX2
+/*
+ * Skips 32 bytes at a time over text without a whole 16-byte block of base64: returns the offset
+ * (a multiple of 16) of the first block of p[0..n) whose 16 bytes may all be in the alphabet, or
+ * where fewer than 32 bytes are left. Classifies with two nibble lookups: the low nibble's table
+ * says which high nibbles (2: + /, 3: digits, 4-7: letters) it is valid with, the high nibble's
+ * table gives its bit. Bytes from 0x80 have high nibbles with no bit. Can't fail.
+ */
+__attribute__((target("avx2"))) static size_t text_b64_skip_avx2(const uint8_t *p, size_t n)
+{
+    const __m256i lo_lut =
+        _mm256_setr_epi8(42, 62, 62, 62, 62, 62, 62, 62, 62, 62, 60, 21, 20, 20, 20, 21, 42, 62, 62,
+                         62, 62, 62, 62, 62, 62, 62, 60, 21, 20, 20, 20, 21);
+    const __m256i hi_lut = _mm256_setr_epi8(0, 0, 1, 2, 4, 8, 16, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                            1, 2, 4, 8, 16, 32, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m256i nib = _mm256_set1_epi8(0x0F);
+    size_t i = 0;
+
+    while (n - i >= 32) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(p + i));
+        __m256i lo = _mm256_shuffle_epi8(lo_lut, _mm256_and_si256(v, nib));
+        __m256i hi = _mm256_shuffle_epi8(hi_lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), nib));
+        uint32_t bad = (uint32_t)_mm256_movemask_epi8(
+            _mm256_cmpeq_epi8(_mm256_and_si256(lo, hi), _mm256_setzero_si256()));
+        if ((bad & 0xFFFFu) == 0)
+            return i;
+        if ((bad >> 16) == 0)
+            return i + 16;
+        i += 32;
+    }
+    return i;
+}
+#endif
+
 /* Reports the run p[start..end) plus up to two '=' after it. */
 static bool text_b64_found(const uint8_t *p, size_t n, size_t start, size_t end, size_t *pos,
                            engine__span *span)
@@ -382,7 +516,17 @@ bool engine__base64_next(const uint8_t *p, size_t n, size_t *pos, size_t min_run
      * vector operations per 16 bytes of ordinary text.
      */
     if (min_run >= 31) {
+#if TEXT_HAVE_AVX2
+        bool avx2 = __builtin_cpu_supports("avx2");
+#endif
         while (n - i >= 16) {
+#if TEXT_HAVE_AVX2
+            if (avx2) {
+                i += text_b64_skip_avx2(p + i, n - i);
+                if (n - i < 16)
+                    break;
+            }
+#endif
             if (text_b64_mask16(p + i) != 0xFFFF) {
                 i += 16;
                 continue;
@@ -703,12 +847,40 @@ static int text_judge(text_stop stop, size_t len, bool raw, bool all_in)
  */
 static bool text_looks_textual(const uint8_t *in, size_t n)
 {
-    size_t m = n < 64 ? n : 64, printable = 0;
+    size_t m = n < 64 ? n : 64, printable = 0, i = 0;
 
-    for (size_t i = 0; i < m; i++)
+#if defined(__SSE2__)
+    /* 16 at a time: bytes from 0x80 are negative as signed and fail the range test. */
+    for (; m - i >= 16; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(in + i));
+        __m128i ok = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8(0x1F)),
+                                   _mm_cmplt_epi8(v, _mm_set1_epi8(0x7F)));
+        ok = _mm_or_si128(ok, _mm_cmpeq_epi8(v, _mm_set1_epi8('\t')));
+        ok = _mm_or_si128(ok, _mm_cmpeq_epi8(v, _mm_set1_epi8('\n')));
+        ok = _mm_or_si128(ok, _mm_cmpeq_epi8(v, _mm_set1_epi8('\r')));
+        printable += (size_t)__builtin_popcount((unsigned)_mm_movemask_epi8(ok));
+    }
+#endif
+    for (; i < m; i++)
         printable +=
             (in[i] >= 0x20 && in[i] < 0x7F) || in[i] == '\t' || in[i] == '\n' || in[i] == '\r';
     return printable * 8 >= m * 7;
+}
+
+/*
+ * True when in[0..n) cannot begin a raw deflate stream, for reasons inflate would report before
+ * producing a byte: a first block of the reserved type 3, or a stored block whose length and its
+ * one's complement disagree. Spares zlib's allocations for half of all random blobs. Can't fail.
+ */
+static bool text_deflate_impossible(const uint8_t *in, size_t n)
+{
+    unsigned type = (in[0] >> 1) & 3u;
+
+    if (type == 3)
+        return true;
+    if (type == 0 && n >= 5)
+        return (unsigned)(in[1] | in[2] << 8) != (~(unsigned)(in[3] | in[4] << 8) & 0xFFFFu);
+    return false;
 }
 
 int engine__decompress(const uint8_t *in, size_t n, size_t max_out, uint8_t **out, size_t *out_len,
@@ -755,11 +927,13 @@ int engine__decompress(const uint8_t *in, size_t n, size_t max_out, uint8_t **ou
         if (text_judge(stop, o.len, false, all_in) == -1) {
             kind = ENGINE__CODEC_DEFLATE;
             o.len = 0;
-            stop = text_inflate(in, n, -15, &o, &all_in);
+            stop = text_deflate_impossible(in, n) ? TEXT_STOP_ERROR
+                                                  : text_inflate(in, n, -15, &o, &all_in);
         }
     } else {
         kind = ENGINE__CODEC_DEFLATE;
-        stop = text_inflate(in, n, -15, &o, &all_in);
+        stop = text_deflate_impossible(in, n) ? TEXT_STOP_ERROR
+                                              : text_inflate(in, n, -15, &o, &all_in);
     }
 
     rc = text_judge(stop, o.len, kind == ENGINE__CODEC_DEFLATE, all_in);

@@ -98,6 +98,17 @@ struct engine__unpack_host {
     /* True once max_scan_time_ms has passed (the time limit is noted then). */
     bool (*out_of_time)(engine__unpack_host *h);
 
+    /*
+     * Optional (both NULL: the unpacker allocates member buffers itself). buffer_grow returns a
+     * buffer of at least cap bytes holding the first len bytes of old (NULL at first), which it
+     * replaces; the host may keep it between requests, so its size is usually there already.
+     * Returns NULL when memory ran out (old is then still valid). buffer_done gives the buffer
+     * back (NULL is fine); it is not touched after. An unpacker holds one such buffer at a time,
+     * and calls neither while a child it handed to scan_child is being scanned.
+     */
+    uint8_t *(*buffer_grow)(engine__unpack_host *h, uint8_t *old, size_t len, size_t cap);
+    void (*buffer_done)(engine__unpack_host *h, uint8_t *p);
+
     void *opaque; /* the scanner's */
 };
 

@@ -169,6 +169,17 @@ static void member_begin(walker *w, const char *name)
     w->flush = true;
 }
 
+/* Gives the member buffer back (to the host when it lent it). Can't fail. */
+static void member_free(walker *w)
+{
+    if (w->h->buffer_done != NULL)
+        w->h->buffer_done(w->h, w->buf);
+    else
+        free(w->buf);
+    w->buf = NULL;
+    w->bcap = 0;
+}
+
 /* Switches the member to a stream child and writes what was kept. Returns GO or STOP. */
 static int member_to_stream(walker *w)
 {
@@ -178,9 +189,7 @@ static int member_to_stream(walker *w)
     w->streaming = true;
     bool done = w->blen > 0 && h->stream_write(h, w->buf, w->blen);
     w->blen = 0;
-    free(w->buf);
-    w->buf = NULL;
-    w->bcap = 0;
+    member_free(w);
     return done ? STOP : GO;
 }
 
@@ -205,7 +214,30 @@ static uint8_t *member_alloc(uint8_t *old, size_t len, size_t cap)
     return nb;
 }
 
-/* Keeps p[0..n) of the member (in memory or through the stream). Returns GO, STOP or ENOMEM. */
+/*
+ * Makes room for n more bytes in the member buffer (n <= bound - blen), doubling it up to the
+ * bound. Returns 0, or ENGINE_ENOMEM (the buffer is then unchanged).
+ */
+static int member_reserve(walker *w, size_t n)
+{
+    if (n <= w->bcap - w->blen)
+        return 0;
+    size_t cap = w->bcap ? w->bcap : MEMBER_FIRST_CAP < w->bound ? MEMBER_FIRST_CAP : w->bound;
+    while (cap - w->blen < n)
+        cap = cap > w->bound / 2 ? w->bound : cap * 2;
+    uint8_t *nb = w->h->buffer_grow != NULL ? w->h->buffer_grow(w->h, w->buf, w->blen, cap)
+                                            : member_alloc(w->buf, w->blen, cap);
+    if (nb == NULL)
+        return ENGINE_ENOMEM;
+    w->buf = nb;
+    w->bcap = cap;
+    return 0;
+}
+
+/*
+ * Keeps p[0..n) of the member (in memory or through the stream); p may be where out_buffer()
+ * said to decode. Returns GO, STOP or ENOMEM.
+ */
 static int member_put(walker *w, const uint8_t *p, size_t n)
 {
     if (!w->streaming && n > w->bound - w->blen) {
@@ -215,19 +247,29 @@ static int member_put(walker *w, const uint8_t *p, size_t n)
     }
     if (w->streaming)
         return w->h->stream_write(w->h, p, n) ? STOP : GO;
-    if (n > w->bcap - w->blen) {
-        size_t cap = w->bcap ? w->bcap : MEMBER_FIRST_CAP < w->bound ? MEMBER_FIRST_CAP : w->bound;
-        while (cap - w->blen < n)
-            cap = cap > w->bound / 2 ? w->bound : cap * 2;
-        uint8_t *nb = member_alloc(w->buf, w->blen, cap);
-        if (nb == NULL)
-            return ENGINE_ENOMEM;
-        w->buf = nb;
-        w->bcap = cap;
+    if (p == w->buf + w->blen && n <= w->bcap - w->blen) {
+        /* Decoded in place (see out_buffer()). */
+        w->blen += n;
+        return GO;
     }
+    if (member_reserve(w, n) != 0)
+        return ENGINE_ENOMEM;
     memcpy(w->buf + w->blen, p, n);
     w->blen += n;
     return GO;
+}
+
+/*
+ * Where a decoder writes its next CHUNK bytes: straight into the member buffer when the member is
+ * held whole and will stay so for another CHUNK (member_put() then only counts them), else the
+ * walker's chunk, which member_put() copies. Saves a copy of every byte of a compression layer.
+ * Can't fail: when the buffer cannot grow, the chunk is used and member_put() reports it.
+ */
+static uint8_t *out_buffer(walker *w)
+{
+    if (w->streaming || w->bound - w->blen < CHUNK || member_reserve(w, CHUNK) != 0)
+        return w->chunk;
+    return w->buf + w->blen;
 }
 
 /*
@@ -739,12 +781,13 @@ static int layer_gzip(walker *w, const uint8_t *data, size_t len)
     for (;;) {
         if (z.avail_in == 0 && (size_t)(z.next_in - data) < len)
             z.avail_in = feed(len - (size_t)(z.next_in - data));
-        z.next_out = w->chunk;
+        uint8_t *out = out_buffer(w);
+        z.next_out = out;
         z.avail_out = CHUNK;
         int rc = inflate(&z, Z_NO_FLUSH);
         size_t got = CHUNK - z.avail_out;
         size_t consumed = (size_t)(z.next_in - data);
-        if ((st = produce(w, w->chunk, got, consumed)) != GO)
+        if ((st = produce(w, out, got, consumed)) != GO)
             break;
         if (rc == Z_STREAM_END) {
             /* Another member follows, or the rest is padding or trailing bytes, ignored. */
@@ -786,12 +829,13 @@ static int layer_bzip2(walker *w, const uint8_t *data, size_t len)
         size_t consumed = (size_t)((const uint8_t *)s.next_in - data);
         if (s.avail_in == 0 && consumed < len)
             s.avail_in = feed(len - consumed);
-        s.next_out = (char *)w->chunk;
+        uint8_t *out = out_buffer(w);
+        s.next_out = (char *)out;
         s.avail_out = CHUNK;
         int rc = BZ2_bzDecompress(&s);
         size_t got = CHUNK - s.avail_out;
         consumed = (size_t)((const uint8_t *)s.next_in - data);
-        if ((st = produce(w, w->chunk, got, consumed)) != GO)
+        if ((st = produce(w, out, got, consumed)) != GO)
             break;
         if (rc == BZ_STREAM_END) {
             if (len - consumed >= 10 && memcmp(data + consumed, "BZh", 3) == 0) {
@@ -829,11 +873,12 @@ static int layer_xz(walker *w, const uint8_t *data, size_t len)
     s.avail_in = len;
     int st = GO;
     for (;;) {
-        s.next_out = w->chunk;
+        uint8_t *out = out_buffer(w);
+        s.next_out = out;
         s.avail_out = CHUNK;
         rc = lzma_code(&s, LZMA_FINISH);
         size_t got = CHUNK - s.avail_out;
-        if ((st = produce(w, w->chunk, got, (uint64_t)(s.next_in - data))) != GO)
+        if ((st = produce(w, out, got, (uint64_t)(s.next_in - data))) != GO)
             break;
         if (rc == LZMA_OK)
             continue;
@@ -1191,7 +1236,7 @@ int engine__unpack_container(engine__unpack_host *h, engine__ctype t, const uint
         rc = walk_lhasa(&w, data, len);
     else
         rc = walk_libarchive(&w, data, len);
-    free(w.buf);
+    member_free(&w);
     free(w.chunk);
     return rc;
 }

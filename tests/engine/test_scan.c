@@ -278,6 +278,123 @@ static char *base64(const unsigned char *in, size_t n)
     return out;
 }
 
+/* gzip of in[0..n), into a malloc'd buffer; its length in *len. */
+static unsigned char *gzip_of(const char *in, size_t n, size_t *len)
+{
+    size_t cap = n + n / 8 + 1024;
+    unsigned char *out = malloc(cap);
+    assert_non_null(out);
+    *len = deflate_buf(in, n, out, cap, 31);
+    return out;
+}
+
+/* n bytes of filler script, with sig (if any) written at offset at. */
+static char *filler(size_t n, const char *sig, size_t at)
+{
+    static const char line[] = "Get-ChildItem -Path $env:TEMP -Recurse | Out-Null\r\n";
+    char *p = malloc(n);
+    assert_non_null(p);
+    for (size_t i = 0; i < n; i++)
+        p[i] = line[i % (sizeof line - 1)];
+    if (sig != NULL)
+        memcpy(p + at, sig, strlen(sig));
+    return p;
+}
+
+/*
+ * One scratch scans objects of growing and shrinking sizes, so its kept view and member buffers
+ * are reused, replaced and outgrown: every verdict is what a fresh scratch gives, and a match
+ * left in a kept buffer by one scan is never seen by the next. A signature that straddles the
+ * 64 KiB pieces a gzip member is decoded in is found in the raw and normalised views.
+ */
+static void test_scratch_buffers_between_scans(void **state)
+{
+    (void)state;
+    engine_config cfg;
+    engine_config_init(&cfg);
+    cfg.scan_archives = true;
+    cfg.max_ratio = 100000; /* the filler compresses far better than 250:1 */
+    engine_rules *r =
+        compile("rule exact { strings: $a = \"Invoke-Mimikatz\" condition: $a }\n"
+                "rule norm : normalized { strings: $a = \"invoke-expression\" condition: $a }\n");
+    engine_scratch *s = NULL;
+    assert_int_equal(engine_scratch_create(r, &s), 0);
+    static const struct {
+        size_t size, at;
+        const char *sig, *want;
+    } cases[] = {
+        {300000, 65536 - 7, "Invoke-Mimikatz", "exact"},
+        {300000, 0, NULL, ""},
+        {300000, 2 * 65536 - 9, "I`nvoke-Ex`pression", "norm"},
+        {40000, 0, NULL, ""},
+        {3u << 20, (3u << 20) - 20, "INVOKE-EXPRESSION", "norm"},
+        {3u << 20, 0, NULL, ""},
+        {5000, 4000, "Invoke-Mimikatz", "exact"},
+        {5000, 0, NULL, ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *text = filler(cases[i].size, cases[i].sig, cases[i].at);
+        size_t zlen;
+        unsigned char *z = gzip_of(text, cases[i].size, &zlen);
+        const void *bufs[2] = {text, z};
+        size_t lens[2] = {cases[i].size, zlen};
+        for (int k = 0; k < 2; k++) {
+            engine_result res;
+            assert_int_equal(engine_scan_buffer(r, s, &cfg, bufs[k], lens[k], NULL, 0, &res), 0);
+            const char *got = res.match_count ? res.matches[0].rule : "";
+            if (strcmp(got, cases[i].want) != 0)
+                fail_msg("case %zu (%s): got '%s', want '%s'", i, k ? "gzip" : "text", got,
+                         cases[i].want);
+            engine_result_cleanup(&res);
+        }
+        free(z);
+        free(text);
+    }
+    engine_scratch_destroy(s);
+    engine_rules_unref(r);
+}
+
+/*
+ * Containers nested deeper than the scratch keeps buffers for (20 gzip layers around a script)
+ * still give their verdict: past the kept slots, buffers are allocated and freed per use.
+ */
+static void test_nesting_past_kept_buffers(void **state)
+{
+    (void)state;
+    engine_config cfg;
+    engine_config_init(&cfg);
+    cfg.scan_archives = true;
+    cfg.max_recursion = 30;
+    engine_rules *r = compile("rule norm : normalized { strings: $a = \"invoke-expression\" "
+                              "condition: $a }\n");
+    char *text = filler(100000, "Invoke-Ex`pression", 50000);
+    size_t len = 100000;
+    unsigned char *cur = (unsigned char *)text;
+    for (int layer = 0; layer < 20; layer++) {
+        size_t zlen;
+        unsigned char *z = gzip_of((const char *)cur, len, &zlen);
+        if (cur != (unsigned char *)text)
+            free(cur);
+        cur = z;
+        len = zlen;
+    }
+    engine_scratch *s = NULL;
+    assert_int_equal(engine_scratch_create(r, &s), 0);
+    for (int round = 0; round < 2; round++) {
+        engine_result res;
+        assert_int_equal(engine_scan_buffer(r, s, &cfg, cur, len, NULL, 0, &res), 0);
+        assert_int_equal(res.verdict, ENGINE_VERDICT_DETECTED);
+        assert_int_equal(res.matches[0].view, ENGINE_VIEW_NORMALIZED);
+        engine_result_cleanup(&res);
+        /* And a plain script with the same scratch afterwards. */
+        EXPECT(r, &cfg, "I`nv`oke-Ex`pression", "norm");
+    }
+    engine_scratch_destroy(s);
+    free(cur);
+    free(text);
+    engine_rules_unref(r);
+}
+
 static void test_decoded_children(void **state)
 {
     (void)state;
@@ -570,6 +687,8 @@ int main(void)
         cmocka_unit_test(test_utf16_view),
         cmocka_unit_test(test_normalized_only_when_asked),
         cmocka_unit_test(test_decoded_children),
+        cmocka_unit_test(test_scratch_buffers_between_scans),
+        cmocka_unit_test(test_nesting_past_kept_buffers),
         cmocka_unit_test(test_decode_depth_bound),
         cmocka_unit_test(test_meta_and_object_name),
         cmocka_unit_test(test_scan_time_limit),

@@ -646,6 +646,129 @@ static void test_normalize_case_and_space(void **state)
     check_normalize("", "");
 }
 
+/* The normalised view byte by byte, as documented in text.h: the reference for the vector loops. */
+static bool naive_space(uint8_t c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+static size_t naive_gap(const uint8_t *in, size_t n, size_t i)
+{
+    while (i < n) {
+        if (naive_space(in[i]))
+            i++;
+        else if (in[i] == '`' && i + 1 < n && naive_space(in[i + 1]))
+            i += 2;
+        else
+            break;
+    }
+    return i;
+}
+
+static size_t naive_normalize(const uint8_t *in, size_t n, uint8_t *out, size_t cap)
+{
+    size_t i = 0, w = 0;
+    bool space = false;
+
+    while (i < n && w < cap) {
+        uint8_t c = in[i++];
+        bool escaped = false;
+
+        if (c == '`') {
+            if (i == n)
+                break;
+            c = in[i++];
+            escaped = true;
+        }
+        if (naive_space(c)) {
+            if (!space)
+                out[w++] = ' ';
+            space = true;
+            continue;
+        }
+        if (!escaped && (c == '\'' || c == '"')) {
+            size_t k = naive_gap(in, n, i);
+            if (k < n && in[k] == '+') {
+                k = naive_gap(in, n, k + 1);
+                if (k < n && (in[k] == '\'' || in[k] == '"')) {
+                    i = k + 1;
+                    continue;
+                }
+            }
+        }
+        out[w++] = (c >= 'A' && c <= 'Z') ? (uint8_t)(c | 0x20) : c;
+        space = false;
+    }
+    return w;
+}
+
+/*
+ * The vector loops (SSE2, and AVX2 where the CPU has it) against the byte-by-byte reference on
+ * random text: long and short whitespace runs of every kind (across 16- and 32-byte blocks),
+ * quotes, joins, backticks, capitals and bytes from 0x80, at every output capacity class.
+ */
+static void test_normalize_vs_naive(void **state)
+{
+    static const char *const pieces[] = {" ",
+                                         "\t",
+                                         "\n",
+                                         "\r\n",
+                                         "\v",
+                                         "\f",
+                                         "    ",
+                                         "\t\t\t",
+                                         "'",
+                                         "\"",
+                                         "`",
+                                         "+",
+                                         "' + '",
+                                         "'+'",
+                                         "`\n",
+                                         "Invoke",
+                                         "EXPRESSION",
+                                         "-Path",
+                                         "$x",
+                                         "\xC3\xA9",
+                                         "\xFF",
+                                         "ab",
+                                         "Z",
+                                         "                                        ",
+                                         "\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n"};
+    rng r = {0x5EED0002};
+
+    (void)state;
+    for (size_t iter = 0; iter < 4000; iter++) {
+        size_t n = 0, want_n = rng_below(&r, 400);
+        uint8_t *buf = malloc(want_n + 64);
+        assert_non_null(buf);
+        while (n < want_n) {
+            const char *piece = pieces[rng_below(&r, sizeof pieces / sizeof pieces[0])];
+            size_t k = strlen(piece);
+            /* Mostly plain words, so the vector loops run long stretches. */
+            if (rng_below(&r, 3) == 0) {
+                piece = "Get-ChildItem -Recurse | Where-Object ";
+                k = strlen(piece) - rng_below(&r, 10);
+            }
+            memcpy(buf + n, piece, k);
+            n += k;
+        }
+        size_t cap = rng_below(&r, 4) == 0 ? rng_below(&r, n + 1) : n;
+        uint8_t *src = dup_exact(buf, n);
+        uint8_t *got = malloc(cap + 1), *want = malloc(cap + 1);
+        assert_non_null(got);
+        assert_non_null(want);
+        size_t gn = engine__normalize(src, n, got, cap);
+        size_t wn = naive_normalize(src, n, want, cap);
+        if (gn != wn || memcmp(got, want, wn) != 0)
+            fail_msg("normalize differs from the reference at iteration %zu (n %zu, cap %zu)", iter,
+                     n, cap);
+        free(src);
+        free(got);
+        free(want);
+        free(buf);
+    }
+}
+
 static void test_normalize_cap(void **state)
 {
     static const char in[] = "  I`nv`OKE  ('Invo' + 'ke'+\"-Ex\")\t\t`\n|  Out-Null ";
@@ -778,6 +901,30 @@ static void test_b64_next_bounds(void **state)
     pos = 0;
     assert_false(engine__base64_next(p, 17, &pos, 8, &s));
     free(p);
+}
+
+/* Every byte value at several places of a long run: the vector classifiers agree with the alphabet.
+ */
+static void test_b64_next_every_byte(void **state)
+{
+    (void)state;
+    for (unsigned b = 0; b < 256; b++) {
+        bool alpha = (b >= 'A' && b <= 'Z') || (b >= 'a' && b <= 'z') || (b >= '0' && b <= '9') ||
+                     b == '+' || b == '/';
+        static const size_t places[] = {0, 15, 16, 31, 40, 63, 79};
+        for (size_t k = 0; k < sizeof places / sizeof places[0]; k++) {
+            uint8_t buf[80];
+            memset(buf, 'Q', sizeof buf);
+            buf[places[k]] = (uint8_t)b;
+            uint8_t *p = dup_exact(buf, sizeof buf);
+            size_t pos = 0;
+            engine__span sp;
+            bool found = engine__base64_next(p, sizeof buf, &pos, sizeof buf, &sp);
+            if (found != alpha)
+                fail_msg("byte 0x%02X at %zu: found %d", b, places[k], (int)found);
+            free(p);
+        }
+    }
 }
 
 static void test_b64_next_vs_naive(void **state)
@@ -1107,6 +1254,47 @@ static void test_decompress_cut_stream(void **state)
         free(blob);
     }
     free(script);
+}
+
+/*
+ * Raw deflate made of stored blocks (level 0) decodes; the same stream with its length's
+ * complement broken, or with the reserved block type, is refused before zlib is asked.
+ */
+static void test_decompress_stored_deflate(void **state)
+{
+    rng r = {0x5EED0004};
+    uint8_t raw[300], blob[400], *out;
+    size_t out_len;
+    engine__codec codec;
+    bool truncated;
+    z_stream zs;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof raw; i++)
+        raw[i] = (uint8_t)rng_next(&r);
+    memset(&zs, 0, sizeof zs);
+    assert_int_equal(deflateInit2(&zs, 0, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    zs.next_in = raw;
+    zs.avail_in = sizeof raw;
+    zs.next_out = blob;
+    zs.avail_out = sizeof blob;
+    assert_int_equal(deflate(&zs, Z_FINISH), Z_STREAM_END);
+    size_t blen = (size_t)zs.total_out;
+    assert_int_equal(deflateEnd(&zs), Z_OK);
+    assert_int_equal((blob[0] >> 1) & 3, 0);
+    check_decompress(blob, blen, 1 << 20, ENGINE__CODEC_DEFLATE, raw, sizeof raw, false);
+
+    uint8_t *bad = dup_exact(blob, blen);
+    bad[3] ^= 0x01;
+    assert_int_equal(engine__decompress(bad, blen, 1 << 20, &out, &out_len, &codec, &truncated),
+                     -1);
+    assert_null(out);
+    bad[3] ^= 0x01;
+    bad[0] |= 0x06;
+    assert_int_equal(engine__decompress(bad, blen, 1 << 20, &out, &out_len, &codec, &truncated),
+                     -1);
+    assert_null(out);
+    free(bad);
 }
 
 static void test_decompress_rejects_random(void **state)
@@ -1474,9 +1662,11 @@ int main(void)
         cmocka_unit_test(test_normalize_concat),
         cmocka_unit_test(test_normalize_case_and_space),
         cmocka_unit_test(test_normalize_cap),
+        cmocka_unit_test(test_normalize_vs_naive),
         cmocka_unit_test(test_b64_next_runs),
         cmocka_unit_test(test_b64_next_bounds),
         cmocka_unit_test(test_b64_next_vs_naive),
+        cmocka_unit_test(test_b64_next_every_byte),
         cmocka_unit_test(test_b64_decode_basic),
         cmocka_unit_test(test_b64_decode_cap),
         cmocka_unit_test(test_b64_roundtrip),
@@ -1487,6 +1677,7 @@ int main(void)
         cmocka_unit_test(test_decompress_truncation),
         cmocka_unit_test(test_decompress_small),
         cmocka_unit_test(test_decompress_cut_stream),
+        cmocka_unit_test(test_decompress_stored_deflate),
         cmocka_unit_test(test_decompress_rejects_random),
         cmocka_unit_test(test_decompress_broken),
         cmocka_unit_test(test_decompress_bad_checksum),
