@@ -397,12 +397,14 @@ bool engine__zip_find_dir(const uint8_t *p, size_t n, bool exact_end, engine__zi
     size_t lo = n - 22 > 65535 ? n - 22 - 65535 : 0;
     size_t hi = n - 22 + 1; /* candidates in [lo, hi) */
     while (hi > lo) {
-        const uint8_t *q = memrchr(p + lo, 'P', hi - lo);
+        /* Looks for the signature's last byte, 6, which text and code seldom hold: a script full
+         * of 'P's costs one memrchr, not one candidate per 'P'. */
+        const uint8_t *q = memrchr(p + lo + 3, 6, hi - lo);
         if (q == NULL)
             return false;
-        size_t i = (size_t)(q - p);
+        size_t i = (size_t)(q - p) - 3;
         hi = i;
-        if (p[i + 1] != 'K' || p[i + 2] != 5 || p[i + 3] != 6)
+        if (p[i] != 'P' || p[i + 1] != 'K' || p[i + 2] != 5)
             continue;
         size_t rec_end = i + 22 + rd16(p + i + 20);
         if (exact_end ? rec_end != n : rec_end > n)
