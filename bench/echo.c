@@ -32,13 +32,6 @@ typedef struct echo_server {
     unsigned spin_us;
 } echo_server;
 
-static uint64_t echo_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /*
  * Reads one request frame and answers it as amsid answers a clean scan, without scanning.
  * Returns false when the connection should be closed.
@@ -107,17 +100,17 @@ static void *echo_thread(void *arg)
     amsi_spin spin = {.budget_ns = (uint64_t)e->spin_us * 1000u};
     for (;;) {
         /* amsid's wait: poll for up to the spin budget while waits are short, then sleep. */
-        uint64_t start = echo_now_ns();
+        uint64_t start = amsi_spin_now_ns();
         int n = 0;
-        if (amsi_spin_worth(&spin)) {
+        if (amsi_spin_worth(&spin, start)) {
             while ((n = epoll_wait(ep, events, ECHO_MAX_EVENTS, 0)) == 0 &&
-                   echo_now_ns() - start < spin.budget_ns)
-                amsi_spin_relax();
+                   amsi_spin_now_ns() - start < spin.budget_ns && amsi_spin_relax(&spin))
+                ;
         }
         if (n == 0)
             n = epoll_wait(ep, events, ECHO_MAX_EVENTS, -1);
         if (n > 0)
-            amsi_spin_observe(&spin, echo_now_ns() - start);
+            amsi_spin_observe(&spin, amsi_spin_now_ns() - start);
         for (int i = 0; i < n; i++) {
             if (events[i].data.u64 == 0) {
                 int fd;

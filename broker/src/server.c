@@ -1166,10 +1166,10 @@ static int wait_events(worker *w, struct epoll_event *events)
 {
     uint64_t start = now_ns();
     int n = 0;
-    if (amsi_spin_worth(&w->spin)) {
+    if (amsi_spin_worth(&w->spin, start)) {
         while ((n = epoll_wait(w->epfd, events, MAX_EVENTS, 0)) == 0 &&
-               now_ns() - start < w->spin.budget_ns)
-            amsi_spin_relax();
+               now_ns() - start < w->spin.budget_ns && amsi_spin_relax(&w->spin))
+            ;
     }
     if (n == 0)
         n = epoll_wait(w->epfd, events, MAX_EVENTS, 1000);

@@ -21,40 +21,59 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
+#include <sched.h>
+#include <time.h>
+
+/* A yield that takes longer than this ran another thread (a bare yield takes about 1 µs). */
+#define AMSI_SPIN_YIELD_NS 5000
+/* After polling found the core busy, no polling for this many budgets (500 µs at 50 µs). */
+#define AMSI_SPIN_CALM 10
 
 typedef struct amsi_spin {
     uint64_t budget_ns; /* 0: never poll */
     uint64_t avg_ns;    /* moving average of the waits, 1/8 weight to the newest */
+    uint64_t calm_ns;   /* no polling before this time: polling last found the core busy */
 } amsi_spin;
 
-/* True when the next wait should poll for up to budget_ns before sleeping. */
-static inline bool amsi_spin_worth(const amsi_spin *s)
+/* CLOCK_MONOTONIC in ns. */
+static inline uint64_t amsi_spin_now_ns(void)
 {
-    return s->budget_ns != 0 && s->avg_ns < s->budget_ns;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* True when a wait starting at now should poll for up to budget_ns before sleeping. */
+static inline bool amsi_spin_worth(const amsi_spin *s, uint64_t now)
+{
+    return s->budget_ns != 0 && s->avg_ns < s->budget_ns && now >= s->calm_ns;
 }
 
 /* Records how long a wait took, from its start to its frame. */
 static inline void amsi_spin_observe(amsi_spin *s, uint64_t waited_ns)
 {
-    /* A wait that slept is counted up to 4 budgets: one long pause must not stop polling for long.
-     */
+    /* A wait that slept counts as at most 4 budgets: one long pause must not stop polling long. */
     uint64_t cap = s->budget_ns * 4;
     uint64_t w = waited_ns < cap ? waited_ns : cap;
     s->avg_ns = s->avg_ns - s->avg_ns / 8 + w / 8;
 }
 
-/* A short pause between two polls, easing the sibling hyperthread and the memory bus. */
-static inline void amsi_spin_relax(void)
+/*
+ * Between two polls: yields the core, and says whether to go on polling. A yield that comes back
+ * at once found no other thread waiting for this core, so polling costs nothing but idle time. A
+ * yield that took a while ran another thread: the core has work (a busy broker among its clients),
+ * and polling would only take turns from it. Then the waiter sleeps, and does not poll again for
+ * AMSI_SPIN_CALM budgets.
+ */
+static inline bool amsi_spin_relax(amsi_spin *s)
 {
-#if defined(__x86_64__) || defined(__i386__)
-    for (int i = 0; i < 8; i++)
-        _mm_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
+    uint64_t a = amsi_spin_now_ns();
+    (void)sched_yield();
+    uint64_t b = amsi_spin_now_ns();
+    if (b - a < AMSI_SPIN_YIELD_NS)
+        return true;
+    s->calm_ns = b + s->budget_ns * AMSI_SPIN_CALM;
+    return false;
 }
 
 #endif

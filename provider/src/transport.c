@@ -61,13 +61,6 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Waits for events on fd until the deadline. Returns 0, AMSI__ETIMEDOUT or AMSI__EUNAVAILABLE. */
 static int wait_fd(int fd, short events, int64_t deadline)
 {
@@ -187,8 +180,8 @@ static int send_request(HAMSICONTEXT ctx, amsi__conn *conn, const amsi__call *ca
 static int recv_reply(amsi__conn *conn, uint64_t id, int64_t deadline, amsi__answer *answer)
 {
     uint8_t buf[AMSI_PROTO_MAX_REPLY];
-    uint64_t start = now_ns();
-    bool spin = amsi_spin_worth(&conn->spin);
+    uint64_t start = amsi_spin_now_ns();
+    bool spin = amsi_spin_worth(&conn->spin, start);
     for (;;) {
         if (!spin) {
             int rc = wait_fd(conn->fd, POLLIN, deadline);
@@ -197,10 +190,9 @@ static int recv_reply(amsi__conn *conn, uint64_t id, int64_t deadline, amsi__ans
         }
         ssize_t n = recv(conn->fd, buf, sizeof(buf), MSG_DONTWAIT);
         if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (spin) {
-                amsi_spin_relax();
-                spin = now_ns() - start < conn->spin.budget_ns;
-            }
+            if (spin)
+                spin = amsi_spin_now_ns() - start < conn->spin.budget_ns &&
+                       amsi_spin_relax(&conn->spin);
             continue;
         }
         if (n <= 0)
@@ -210,7 +202,7 @@ static int recv_reply(amsi__conn *conn, uint64_t id, int64_t deadline, amsi__ans
             return AMSI__EPROTO;
         if (rep.request_id != id)
             continue; /* not ours: a reply to a request that already timed out */
-        amsi_spin_observe(&conn->spin, now_ns() - start);
+        amsi_spin_observe(&conn->spin, amsi_spin_now_ns() - start);
         answer->status = rep.status;
         answer->amsi_result = rep.amsi_result;
         answer->retry_after_ms = rep.retry_after_ms;
