@@ -206,6 +206,7 @@ typedef struct worker {
     bench_peer_worker *pw;
     unsigned gidx, nthreads_total;
     bool flooder;
+    bool large_lane; /* mixed: this process's thread that sends the large items */
     uint64_t rng, stamp;
     uint8_t *buf; /* private copy of a stampable item */
     slot *out;    /* this thread's figures (private until merged) */
@@ -280,15 +281,28 @@ static void stamp_copy(uint8_t *buf, const bench_item *it, uint64_t stamp)
     }
 }
 
-/* Picks the next item: a large one with the workload's share when the spec draws them. */
+/* Picks the next item: a large one on the large lane, else a small one. */
 static const bench_item *pick_item(worker *w)
 {
     const bench_workload *wl = &w->b->wl;
-    uint64_t r = bench_rng_next(&w->rng);
-    if (w->sp->large && wl->nlarge > 0 && !w->flooder &&
-        (double)(r % 1000000u) < w->b->o.large_pct * 10000.0)
+    if (w->large_lane)
         return &wl->items[wl->nsmall + bench_rng_next(&w->rng) % wl->nlarge];
     return &wl->items[bench_rng_next(&w->rng) % wl->nsmall];
+}
+
+/*
+ * The share of the offered rate that goes to large items: --large of it in the mixed workload
+ * (with and without the large lane alike, so that both runs offer the same small load), else 0.
+ */
+static double large_share(const bench *b)
+{
+    return b->o.wl == BENCH_WL_MIXED && b->wl.nlarge > 0 ? b->o.large_pct / 100.0 : 0.0;
+}
+
+/* Whether a client process of spec sp runs a large lane beside its threads. */
+static bool has_large_lane(const bench *b, const spec *sp, bool flooder)
+{
+    return sp->large && b->wl.nlarge > 0 && !flooder;
 }
 
 /*
@@ -358,7 +372,10 @@ static void load_loop(worker *w)
     uint64_t end = warm_end + (uint64_t)(o->duration * 1e9);
     double grace_s = o->duration / 2 > 1.0 ? o->duration / 2 : 1.0;
     uint64_t grace = (uint64_t)(grace_s * 1e9);
-    double per_thread = o->rate / (double)w->nthreads_total;
+    /* The large lanes (one per process) share the large items' part of the rate; the small
+     * threads share the rest. */
+    double share = w->large_lane ? large_share(w->b) : 1.0 - large_share(w->b);
+    double per_thread = o->rate * share / (double)w->nthreads_total;
     uint64_t interval = closed ? 0 : (uint64_t)(1e9 / per_thread);
     uint64_t phase = closed ? 0 : interval * w->gidx / w->nthreads_total;
     bench_sleep_until(go, &g_stop);
@@ -440,6 +457,7 @@ static void client_main(const bench *b, const spec *sp, run_share *share, unsign
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     prctl(PR_SET_TIMERSLACK, 1UL);
     unsigned nt = flooder ? 1 : b->o.threads;
+    unsigned lanes = has_large_lane(b, sp, flooder) ? 1 : 0;
     HAMSICONTEXT ctx = NULL;
     if (sp->socket != NULL &&
         (setenv("AMSI_BROKER_SOCKET", sp->socket, 1) != 0 ||
@@ -448,20 +466,25 @@ static void client_main(const bench *b, const spec *sp, run_share *share, unsign
         _exit(1);
     }
     pthread_barrier_t ready;
-    pthread_barrier_init(&ready, NULL, nt + 1);
-    worker *ws = calloc(nt, sizeof(*ws));
-    pthread_t *th = calloc(nt, sizeof(*th));
+    pthread_barrier_init(&ready, NULL, nt + lanes + 1);
+    worker *ws = calloc(nt + lanes, sizeof(*ws));
+    pthread_t *th = calloc(nt + lanes, sizeof(*th));
     if (ws == NULL || th == NULL) {
         (void)!write(ready_fd, "E", 1);
         _exit(1);
     }
-    for (unsigned t = 0; t < nt; t++) {
+    /* Threads 0..nt-1 send small items; thread nt, when there is a large lane, the large ones,
+     * so that a large scan holds up no small request of its own thread (each call waits for its
+     * reply): what the small threads see is what the broker's lanes make of the large scans. */
+    for (unsigned t = 0; t < nt + lanes; t++) {
+        bool lane = t == nt;
         ws[t] = (worker){.b = b,
                          .sp = sp,
                          .ctx = ctx,
-                         .gidx = idx * b->o.threads + t,
-                         .nthreads_total = b->o.clients * b->o.threads,
+                         .gidx = lane ? idx : idx * b->o.threads + t,
+                         .nthreads_total = lane ? b->o.clients : b->o.clients * b->o.threads,
                          .flooder = flooder,
+                         .large_lane = lane,
                          .rng = b->o.seed * 0x9E3779B97F4A7C15ull + (uint64_t)idx * 1000 + t +
                                 b->run_seq * 7919,
                          .stamp = (b->run_seq << 44) | ((uint64_t)idx << 36) | ((uint64_t)t << 30),
@@ -474,7 +497,7 @@ static void client_main(const bench *b, const spec *sp, run_share *share, unsign
     }
     pthread_barrier_wait(&ready);
     int failed = 0;
-    for (unsigned t = 0; t < nt; t++)
+    for (unsigned t = 0; t < nt + lanes; t++)
         failed |= ws[t].setup_failed;
     (void)!write(ready_fd, failed ? "E" : "R", 1);
     close(ready_fd);
@@ -489,7 +512,7 @@ static void client_main(const bench *b, const spec *sp, run_share *share, unsign
         atomic_store_explicit(&share->abort, 1, memory_order_release);
     pthread_barrier_wait(&ready);
     slot *mine = &share->slots[idx];
-    for (unsigned t = 0; t < nt; t++) {
+    for (unsigned t = 0; t < nt + lanes; t++) {
         pthread_join(th[t], NULL);
         if (ws[t].out != NULL)
             slot_merge(mine, ws[t].out);
@@ -1463,7 +1486,8 @@ static void usage(FILE *f)
         "  --flood         request limits at amsid's defaults; the clients are polite (default\n"
         "                  200 requests/s each) and run with and without a flooding process\n"
         "  --signed PCT    share of small items carrying a signature (default 1)\n"
-        "  --large PCT     mixed: share of requests that are large items (default 5)\n"
+        "  --large PCT     mixed: share of requests that are large items, sent by one\n"
+        "                  more thread per process (default 5)\n"
         "  --items N       small items generated (default 256)\n"
         "  --amsid PATH    the amsid to start; --set S.K=V passed on to it (repeatable)\n"
         "  --variant S.K=V a second amsid with this setting too (several: S.K=V;S.K=V),\n"

@@ -43,6 +43,7 @@ static const broker_key broker_keys[] = {
     BKEY(pool_nice, BKEY_UINT, NULL, 0, 0, 19),
     BKEY(spin_us, BKEY_UINT, NULL, 50, 0, 1000),
     BKEY(io_slice_us, BKEY_UINT, NULL, 100, 0, 100000),
+    BKEY(pool_slice_us, BKEY_UINT, NULL, 20000, 0, 100000),
     BKEY(queue_depth, BKEY_UINT, NULL, 1024, 2, 1u << 20),
     BKEY(inline_max, BKEY_SIZE, NULL, 1u << 20, 4096, 64u << 20),
     BKEY(max_request_size, BKEY_U64, NULL, 256u << 20, 4096, 1ull << 40),

@@ -1338,6 +1338,9 @@ static void *pool_main(void *arg)
      * failure leaves the thread at the normal priority. */
     if (s->settings.pool_nice > 0)
         (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), (int)s->settings.pool_nice);
+    /* Long slices: any thread that wakes with a shorter one (an I/O thread, a client) preempts a
+     * large scan at once, while the scan keeps its fair share of the CPU. */
+    set_slice(s->settings.pool_slice_us);
     void *item;
     while (broker_ring_pop_wait(&s->ring, &item, -1) == 0) {
         pool_job *job = item;

@@ -28,6 +28,7 @@ typedef struct broker_settings {
     unsigned pool_nice;         /* nice value of the pool threads (small scans come first) */
     unsigned spin_us;           /* an I/O thread polls this long for the next frame; 0 = never */
     unsigned io_slice_us;       /* scheduler slice the I/O threads ask for; 0 = the default */
+    unsigned pool_slice_us;     /* scheduler slice the pool threads ask for; 0 = the default */
     unsigned queue_depth;       /* pool queue slots; a full queue answers BUSY */
     size_t inline_max;          /* largest content accepted inline in a frame */
     uint64_t max_request_size;  /* largest content accepted at all (memfd) */
