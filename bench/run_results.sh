@@ -94,6 +94,9 @@ scenario flood "One process flooding past its limit while 3 polite processes sca
 scenario peers "Per-file latency against the peers: same rules, same buffers (1 client, closed loop)" \
     --workload scripts --size 4096 --clients 1 --closed --signed 10 --floor \
     --peer hyperscan --peer yara --peer clamd
+scenario peers-64k "Per-file latency against the peers, 64 KiB scripts (1 client, closed loop)" \
+    --workload scripts --size 65536 --clients 1 --closed --signed 10 --floor \
+    --peer yara --peer clamd
 
 # Tracing: LTTng recording every event against tracing off (one amsid with trace.backend=lttng,
 # level verbose, while an LTTng session records every amsi_broker event), and tracing off (backend
