@@ -28,6 +28,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "lttng_harness.h"
+
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -1031,27 +1033,9 @@ static int lttng_group_setup(void **state)
         fixture_failures++;
         return -1;
     }
-    setenv("LTTNG_HOME", lttng_dir, 1);
-    if (system("lttng list >/dev/null 2>&1") != 0) {
-        if (shell("lttng-sessiond --daemonize --no-kernel") != 0) {
-            fixture_failures++;
-            return -1;
-        }
-        char pidfile[128];
-        snprintf(pidfile, sizeof(pidfile), "%s",
-                 geteuid() == 0 ? "/var/run/lttng/lttng-sessiond.pid" : "");
-        if (geteuid() != 0)
-            snprintf(pidfile, sizeof(pidfile), "%s/.lttng/lttng-sessiond.pid", lttng_dir);
-        for (int i = 0; i < 100 && lttng_sessiond == 0; i++) {
-            FILE *f = fopen(pidfile, "r");
-            long pid = 0;
-            if (f != NULL && fscanf(f, "%ld", &pid) == 1)
-                lttng_sessiond = (pid_t)pid;
-            if (f != NULL)
-                fclose(f);
-            if (lttng_sessiond == 0)
-                sleep_ms(50);
-        }
+    if (lttng_harness_start(lttng_dir, &lttng_sessiond) != 0) {
+        fixture_failures++;
+        return -1;
     }
     snprintf(lttng_session, sizeof(lttng_session), "amsid%ld", (long)getpid());
     if (shell("lttng create %s --output='%s/trace' >/dev/null", lttng_session, lttng_dir) != 0 ||
@@ -1087,11 +1071,8 @@ static int lttng_group_stop(void **state)
 {
     int rc = group_stop(state);
     shell("lttng destroy %s >/dev/null 2>&1", lttng_session);
-    if (lttng_sessiond > 0) {
-        kill(lttng_sessiond, SIGTERM);
-        for (int i = 0; i < 100 && kill(lttng_sessiond, 0) == 0; i++)
-            sleep_ms(50);
-    }
+    lttng_harness_stop(lttng_sessiond);
+    lttng_sessiond = 0;
     shell("rm -rf '%s'", lttng_dir);
     unsetenv("LTTNG_HOME");
     return rc;

@@ -19,6 +19,8 @@
 
 #include <cmocka.h>
 
+#include "lttng_harness.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -50,56 +52,19 @@ run(const char *fmt, ...)
     return rc;
 }
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static pid_t read_pid(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    long pid = 0;
-    if (fscanf(f, "%ld", &pid) != 1)
-        pid = 0;
-    fclose(f);
-    return (pid_t)pid;
-}
-
 static int setup(void **state)
 {
     (void)state;
     snprintf(home, sizeof(home), "/tmp/test_etw_lttng_XXXXXX");
     if (mkdtemp(home) == NULL)
         return -1;
-    setenv("LTTNG_HOME", home, 1);
-    if (system("lttng list >/dev/null 2>&1") == 0)
-        return 0; /* a daemon already answers: use it */
-    if (run("lttng-sessiond --daemonize --no-kernel") != 0)
-        return -1;
-    char pidfile[512];
-    if (geteuid() == 0)
-        snprintf(pidfile, sizeof(pidfile), "/var/run/lttng/lttng-sessiond.pid");
-    else
-        snprintf(pidfile, sizeof(pidfile), "%s/.lttng/lttng-sessiond.pid", home);
-    for (int i = 0; i < 100 && started_sessiond == 0; i++) {
-        started_sessiond = read_pid(pidfile);
-        if (started_sessiond == 0)
-            sleep_ms(50);
-    }
-    return started_sessiond > 0 ? 0 : -1;
+    return lttng_harness_start(home, &started_sessiond);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    if (started_sessiond > 0) {
-        kill(started_sessiond, SIGTERM);
-        for (int i = 0; i < 100 && kill(started_sessiond, 0) == 0; i++)
-            sleep_ms(50);
-    }
+    lttng_harness_stop(started_sessiond);
     run("rm -rf '%s'", home);
     return 0;
 }
