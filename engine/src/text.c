@@ -259,10 +259,10 @@ static bool text_join_next(const uint8_t *in, size_t n, size_t i, size_t *next)
  * needs a decision, 16 or 32 at a time. Letters are lower-cased, every whitespace byte that does
  * not follow whitespace is written as one space, and a whitespace byte that follows whitespace is
  * skipped together with the rest of its run (*space says whether the byte before in[*i] was
- * whitespace). It stops at a backtick (an escape) or at a quote that whitespace, a backtick or '+'
- * follows (maybe a join; any other quote cannot start one and is copied): the scalar code decides
- * those. It also stops when fewer than a vector's width of input (plus the byte after) or output
- * is left. Each byte handled here
+ * whitespace). It stops at a backtick (an escape) or at a quote that may start a join: '+' or a
+ * backtick after it, or whitespace and then whitespace, '+' or a backtick (any other quote cannot
+ * start one and is copied); the scalar code decides those. It also stops when fewer than a
+ * vector's width of input (plus the two bytes after) or output is left. Each byte handled here
  * gets exactly what the scalar code would give it. Can't fail.
  */
 #if defined(__SSE2__)
@@ -272,21 +272,28 @@ static void text_norm_sse2(const uint8_t *in, size_t n, size_t *pi, uint8_t *out
     size_t i = *pi, w = *pw;
     bool sp = *space;
 
-    while (n - i >= 17 && cap - w >= 16) {
+    while (n - i >= 18 && cap - w >= 16) {
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(in + i));
-        __m128i nx = _mm_loadu_si128((const __m128i *)(const void *)(in + i + 1));
+        __m128i n1 = _mm_loadu_si128((const __m128i *)(const void *)(in + i + 1));
+        __m128i n2 = _mm_loadu_si128((const __m128i *)(const void *)(in + i + 2));
         __m128i ctrl = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('\t' - 1)),
                                      _mm_cmplt_epi8(v, _mm_set1_epi8('\r' + 1)));
         __m128i blank = _mm_or_si128(ctrl, _mm_cmpeq_epi8(v, _mm_set1_epi8(' ')));
         __m128i quote = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\'')),
                                      _mm_cmpeq_epi8(v, _mm_set1_epi8('"')));
-        /* A quote can start a join only when whitespace, a backtick or '+' follows it. */
-        __m128i joinable =
-            _mm_or_si128(_mm_or_si128(_mm_and_si128(_mm_cmpgt_epi8(nx, _mm_set1_epi8('\t' - 1)),
-                                                    _mm_cmplt_epi8(nx, _mm_set1_epi8('\r' + 1))),
-                                      _mm_cmpeq_epi8(nx, _mm_set1_epi8(' '))),
-                         _mm_or_si128(_mm_cmpeq_epi8(nx, _mm_set1_epi8('+')),
-                                      _mm_cmpeq_epi8(nx, _mm_set1_epi8('`'))));
+        /* A quote can start a join only when '+' or a backtick follows it, or whitespace and then
+         * whitespace, '+' or a backtick: any other quote is copied like a letter. */
+        __m128i b1 = _mm_or_si128(_mm_and_si128(_mm_cmpgt_epi8(n1, _mm_set1_epi8('\t' - 1)),
+                                                _mm_cmplt_epi8(n1, _mm_set1_epi8('\r' + 1))),
+                                  _mm_cmpeq_epi8(n1, _mm_set1_epi8(' ')));
+        __m128i b2 = _mm_or_si128(_mm_and_si128(_mm_cmpgt_epi8(n2, _mm_set1_epi8('\t' - 1)),
+                                                _mm_cmplt_epi8(n2, _mm_set1_epi8('\r' + 1))),
+                                  _mm_cmpeq_epi8(n2, _mm_set1_epi8(' ')));
+        __m128i p1 = _mm_or_si128(_mm_cmpeq_epi8(n1, _mm_set1_epi8('+')),
+                                  _mm_cmpeq_epi8(n1, _mm_set1_epi8('`')));
+        __m128i p2 = _mm_or_si128(_mm_cmpeq_epi8(n2, _mm_set1_epi8('+')),
+                                  _mm_cmpeq_epi8(n2, _mm_set1_epi8('`')));
+        __m128i joinable = _mm_or_si128(p1, _mm_and_si128(b1, _mm_or_si128(b2, p2)));
         __m128i marks =
             _mm_or_si128(_mm_and_si128(quote, joinable), _mm_cmpeq_epi8(v, _mm_set1_epi8('`')));
         __m128i upper = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('A' - 1)),
@@ -330,21 +337,30 @@ __attribute__((target("avx2"))) static void text_norm_avx2(const uint8_t *in, si
     size_t i = *pi, w = *pw;
     bool sp = *space;
 
-    while (n - i >= 33 && cap - w >= 32) {
+    while (n - i >= 34 && cap - w >= 32) {
         __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(in + i));
-        __m256i nx = _mm256_loadu_si256((const __m256i *)(const void *)(in + i + 1));
+        __m256i n1 = _mm256_loadu_si256((const __m256i *)(const void *)(in + i + 1));
+        __m256i n2 = _mm256_loadu_si256((const __m256i *)(const void *)(in + i + 2));
         __m256i ctrl = _mm256_and_si256(_mm256_cmpgt_epi8(v, _mm256_set1_epi8('\t' - 1)),
                                         _mm256_cmpgt_epi8(_mm256_set1_epi8('\r' + 1), v));
         __m256i blank = _mm256_or_si256(ctrl, _mm256_cmpeq_epi8(v, _mm256_set1_epi8(' ')));
         __m256i quote = _mm256_or_si256(_mm256_cmpeq_epi8(v, _mm256_set1_epi8('\'')),
                                         _mm256_cmpeq_epi8(v, _mm256_set1_epi8('"')));
-        /* A quote can start a join only when whitespace, a backtick or '+' follows it. */
-        __m256i joinable = _mm256_or_si256(
-            _mm256_or_si256(_mm256_and_si256(_mm256_cmpgt_epi8(nx, _mm256_set1_epi8('\t' - 1)),
-                                             _mm256_cmpgt_epi8(_mm256_set1_epi8('\r' + 1), nx)),
-                            _mm256_cmpeq_epi8(nx, _mm256_set1_epi8(' '))),
-            _mm256_or_si256(_mm256_cmpeq_epi8(nx, _mm256_set1_epi8('+')),
-                            _mm256_cmpeq_epi8(nx, _mm256_set1_epi8('`'))));
+        /* As in text_norm_sse2(): only a quote that '+' or a backtick follows, or whitespace and
+         * then whitespace, '+' or a backtick, can start a join. */
+        __m256i b1 =
+            _mm256_or_si256(_mm256_and_si256(_mm256_cmpgt_epi8(n1, _mm256_set1_epi8('\t' - 1)),
+                                             _mm256_cmpgt_epi8(_mm256_set1_epi8('\r' + 1), n1)),
+                            _mm256_cmpeq_epi8(n1, _mm256_set1_epi8(' ')));
+        __m256i b2 =
+            _mm256_or_si256(_mm256_and_si256(_mm256_cmpgt_epi8(n2, _mm256_set1_epi8('\t' - 1)),
+                                             _mm256_cmpgt_epi8(_mm256_set1_epi8('\r' + 1), n2)),
+                            _mm256_cmpeq_epi8(n2, _mm256_set1_epi8(' ')));
+        __m256i p1 = _mm256_or_si256(_mm256_cmpeq_epi8(n1, _mm256_set1_epi8('+')),
+                                     _mm256_cmpeq_epi8(n1, _mm256_set1_epi8('`')));
+        __m256i p2 = _mm256_or_si256(_mm256_cmpeq_epi8(n2, _mm256_set1_epi8('+')),
+                                     _mm256_cmpeq_epi8(n2, _mm256_set1_epi8('`')));
+        __m256i joinable = _mm256_or_si256(p1, _mm256_and_si256(b1, _mm256_or_si256(b2, p2)));
         __m256i marks = _mm256_or_si256(_mm256_and_si256(quote, joinable),
                                         _mm256_cmpeq_epi8(v, _mm256_set1_epi8('`')));
         __m256i upper = _mm256_and_si256(_mm256_cmpgt_epi8(v, _mm256_set1_epi8('A' - 1)),
