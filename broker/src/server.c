@@ -580,8 +580,9 @@ static int scan_content(broker_server *s, const scan_env *env, const uint8_t *co
                         .content_len = len};
     unsigned key_len = 0;
     /* The key is the content's SHA-256 (also the `hash` of its ScanDecision); the hints change
-     * how content is read, so they go with the generation. */
-    uint64_t generation = env->generation << 8 | (uint8_t)hints;
+     * how content is read, so they go with the generation (not the one that only spares the
+     * scan a second container detection). */
+    uint64_t generation = env->generation << 8 | (uint8_t)(hints & ~ENGINE_HINT_NOT_CONTAINER);
     bool keyed = s->verdicts != NULL && EVP_DigestInit_ex2(env->digest, s->sha256, NULL) == 1 &&
                  EVP_DigestUpdate(env->digest, content, len) == 1 &&
                  EVP_DigestFinal_ex(env->digest, key, &key_len) == 1 && key_len == 32;
@@ -808,11 +809,14 @@ static bool handle_scan(worker *w, conn *c, const amsi_proto_request *req, const
     unsigned hints = (req->flags & AMSI_PROTO_F_UTF16) ? ENGINE_HINT_UTF16LE : 0;
     /* Session scans stay here: the session's stream belongs to this connection's thread.
      * Containers go to the pool whatever their size: a 50 KiB ZIP can hold megabytes of text,
-     * and scanned here it would hold up every small request behind it on this thread. */
-    if (se == NULL && s->npool > 0 &&
-        (mapped || len >= s->settings.pool_min ||
-         engine_is_container(&s->engine, content, (size_t)len)))
-        return enqueue_scan(w, c, req, ri, content, mapped, hints);
+     * and scanned here it would hold up every small request behind it on this thread. What
+     * stays here is then known not to be one, and the scan does not detect it again. */
+    if (se == NULL && s->npool > 0) {
+        if (mapped || len >= s->settings.pool_min ||
+            engine_is_container(&s->engine, content, (size_t)len))
+            return enqueue_scan(w, c, req, ri, content, mapped, hints);
+        hints |= ENGINE_HINT_NOT_CONTAINER;
+    }
     refresh_rules(s, &w->rules, &w->generation);
     char name[AMSI_PROTO_MAX_NAME + 1];
     memcpy(name, req->name, req->name_len);

@@ -903,7 +903,7 @@ static void scan_object(scan_ctx *c, const uint8_t *data, size_t len, const obje
      * path; its raw bytes are scanned after (stored members, or what the unpacker could not
      * reach), and being binary, it gets no script views.
      */
-    if (unpack_object(c, data, len, o, udepth)) {
+    if (!(hints & ENGINE_HINT_NOT_CONTAINER) && unpack_object(c, data, len, o, udepth)) {
         if (!stopped(c))
             scan_view(c, ENGINE__DB_RAW, data, len, o, ENGINE_VIEW_RAW);
         return;

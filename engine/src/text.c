@@ -266,6 +266,40 @@ static bool text_join_next(const uint8_t *in, size_t n, size_t i, size_t *next)
  * gets exactly what the scalar code would give it. Can't fail.
  */
 #if defined(__SSE2__)
+/*
+ * The vector loops' step once a vector of `width` (16 or 32) bytes at in[*i] is stored at
+ * out[*w]: ws has a bit per whitespace byte, mk per mark (backtick, joinable quote). Takes every
+ * byte up to the first mark or the first whitespace byte after whitespace (*sp: the byte before
+ * was whitespace), and skips such a whitespace run to its end. Returns true when it stopped at a
+ * mark, for the scalar code. Can't fail.
+ */
+static inline bool text_norm_advance(uint32_t ws, uint32_t mk, unsigned width, size_t *i, size_t *w,
+                                     bool *sp)
+{
+    uint32_t all = width == 32 ? UINT32_MAX : (1u << width) - 1;
+    uint32_t stop = mk | (ws & (((ws << 1) | (*sp ? 1u : 0u)) & all));
+    if (stop == 0) {
+        *i += width;
+        *w += width;
+        *sp = (ws >> (width - 1)) & 1u;
+        return false;
+    }
+    unsigned take = (unsigned)__builtin_ctz(stop);
+    if (take > 0)
+        *sp = (ws >> (take - 1)) & 1u;
+    *i += take;
+    *w += take;
+    if ((mk >> take) & 1u)
+        return true;
+    /* A whitespace run: the space was written before it; skip it to its end (or the vector's). */
+    uint32_t rest = ~(ws >> take) & (all >> take);
+    *i += rest ? (unsigned)__builtin_ctz(rest) : width - take;
+    *sp = true;
+    return false;
+}
+#endif
+
+#if defined(__SSE2__)
 static void text_norm_sse2(const uint8_t *in, size_t n, size_t *pi, uint8_t *out, size_t cap,
                            size_t *pw, bool *space)
 {
@@ -302,25 +336,9 @@ static void text_norm_sse2(const uint8_t *in, size_t n, size_t *pi, uint8_t *out
         o = _mm_or_si128(_mm_andnot_si128(ctrl, o), _mm_and_si128(ctrl, _mm_set1_epi8(' ')));
         _mm_storeu_si128((__m128i *)(void *)(out + w), o);
 
-        unsigned ws = (unsigned)_mm_movemask_epi8(blank);
-        unsigned mk = (unsigned)_mm_movemask_epi8(marks);
-        unsigned stop = mk | (ws & (((ws << 1) | (sp ? 1u : 0u)) & 0xFFFFu));
-        if (stop == 0) {
-            i += 16;
-            w += 16;
-            sp = (ws >> 15) & 1u;
-            continue;
-        }
-        unsigned take = (unsigned)__builtin_ctz(stop);
-        if (take > 0)
-            sp = (ws >> (take - 1)) & 1u;
-        i += take;
-        w += take;
-        if ((mk >> take) & 1u)
+        if (text_norm_advance((uint32_t)_mm_movemask_epi8(blank),
+                              (uint32_t)_mm_movemask_epi8(marks), 16, &i, &w, &sp))
             break;
-        /* A whitespace run: the space was written before it; skip it to its end. */
-        i += (unsigned)__builtin_ctz(~(ws >> take));
-        sp = true;
     }
     *pi = i;
     *pw = w;
@@ -369,26 +387,9 @@ __attribute__((target("avx2"))) static void text_norm_avx2(const uint8_t *in, si
         o = _mm256_blendv_epi8(o, _mm256_set1_epi8(' '), ctrl);
         _mm256_storeu_si256((__m256i *)(void *)(out + w), o);
 
-        uint32_t ws = (uint32_t)_mm256_movemask_epi8(blank);
-        uint32_t mk = (uint32_t)_mm256_movemask_epi8(marks);
-        uint32_t stop = mk | (ws & ((ws << 1) | (sp ? 1u : 0u)));
-        if (stop == 0) {
-            i += 32;
-            w += 32;
-            sp = (ws >> 31) & 1u;
-            continue;
-        }
-        unsigned take = (unsigned)__builtin_ctz(stop);
-        if (take > 0)
-            sp = (ws >> (take - 1)) & 1u;
-        i += take;
-        w += take;
-        if ((mk >> take) & 1u)
+        if (text_norm_advance((uint32_t)_mm256_movemask_epi8(blank),
+                              (uint32_t)_mm256_movemask_epi8(marks), 32, &i, &w, &sp))
             break;
-        /* ws >> take keeps at least one clear bit on top unless the run fills the vector. */
-        uint32_t rest = ~(ws >> take);
-        i += rest ? (unsigned)__builtin_ctz(rest) : 32u - take;
-        sp = true;
     }
     *pi = i;
     *pw = w;

@@ -198,6 +198,9 @@ typedef enum engine_verdict {
 
 /* Caller hints about the content. */
 #define ENGINE_HINT_UTF16LE 0x1u /* the caller says the content is UTF-16LE (AmsiScanString) */
+/* The caller found with engine_is_container() (same config) that the content is not a container:
+ * the scan skips detecting it again. Never changes a verdict. */
+#define ENGINE_HINT_NOT_CONTAINER 0x2u
 
 /* Where a view of an object came from. */
 typedef enum engine_view {
