@@ -1009,23 +1009,6 @@ static char lttng_dir[64];
 static char lttng_session[64];
 static pid_t lttng_sessiond;
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 1, 2)))
-#endif
-static int
-shell(const char *fmt, ...)
-{
-    char cmd[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    if (rc != 0)
-        fprintf(stderr, "`%s` exited with %d\n", cmd, rc);
-    return rc;
-}
-
 static int lttng_group_setup(void **state)
 {
     snprintf(lttng_dir, sizeof(lttng_dir), "/tmp/amsid-lttng-XXXXXX");
@@ -1038,14 +1021,17 @@ static int lttng_group_setup(void **state)
         return -1;
     }
     snprintf(lttng_session, sizeof(lttng_session), "amsid%ld", (long)getpid());
-    if (shell("lttng create %s --output='%s/trace' >/dev/null", lttng_session, lttng_dir) != 0 ||
-        shell("lttng enable-channel --userspace --session=%s --subbuf-size=1M --num-subbuf=8 "
-              "--blocking-timeout=inf chan >/dev/null",
-              lttng_session) != 0 ||
-        shell("lttng enable-event --userspace --session=%s --channel=chan 'amsi_broker:*' "
-              ">/dev/null",
-              lttng_session) != 0 ||
-        shell("lttng start %s >/dev/null", lttng_session) != 0) {
+    if (lttng_harness_run("lttng create %s --output='%s/trace' >/dev/null", lttng_session,
+                          lttng_dir) != 0 ||
+        lttng_harness_run(
+            "lttng enable-channel --userspace --session=%s --subbuf-size=1M --num-subbuf=8 "
+            "--blocking-timeout=inf chan >/dev/null",
+            lttng_session) != 0 ||
+        lttng_harness_run(
+            "lttng enable-event --userspace --session=%s --channel=chan 'amsi_broker:*' "
+            ">/dev/null",
+            lttng_session) != 0 ||
+        lttng_harness_run("lttng start %s >/dev/null", lttng_session) != 0) {
         fixture_failures++;
         return -1;
     }
@@ -1070,10 +1056,10 @@ static int lttng_group_setup(void **state)
 static int lttng_group_stop(void **state)
 {
     int rc = group_stop(state);
-    shell("lttng destroy %s >/dev/null 2>&1", lttng_session);
+    lttng_harness_run("lttng destroy %s >/dev/null 2>&1", lttng_session);
     lttng_harness_stop(lttng_sessiond);
     lttng_sessiond = 0;
-    shell("rm -rf '%s'", lttng_dir);
+    lttng_harness_run("rm -rf '%s'", lttng_dir);
     unsetenv("LTTNG_HOME");
     return rc;
 }
@@ -3325,11 +3311,12 @@ static void test_lttng_every_decision(void **state)
 
     /* Stop the broker (its last events are written), then the session, and read the trace. */
     assert_true(broker_stop(&g->b));
-    assert_int_equal(shell("lttng stop %s >/dev/null", lttng_session), 0);
+    assert_int_equal(lttng_harness_run("lttng stop %s >/dev/null", lttng_session), 0);
     char out[160], err[160];
     snprintf(out, sizeof(out), "%s/trace.txt", lttng_dir);
     snprintf(err, sizeof(err), "%s/trace.err", lttng_dir);
-    assert_int_equal(shell("babeltrace2 '%s/trace' > '%s' 2> '%s'", lttng_dir, out, err), 0);
+    assert_int_equal(
+        lttng_harness_run("babeltrace2 '%s/trace' > '%s' 2> '%s'", lttng_dir, out, err), 0);
     FILE *ef = fopen(err, "r");
     assert_non_null(ef);
     char line[8192];

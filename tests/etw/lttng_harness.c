@@ -4,6 +4,7 @@
 #include "lttng_harness.h"
 
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -62,4 +63,17 @@ void lttng_harness_stop(pid_t started)
     kill(started, SIGTERM);
     for (int i = 0; i < 100 && kill(started, 0) == 0; i++)
         sleep_ms(50);
+}
+
+int lttng_harness_run(const char *fmt, ...)
+{
+    char cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    int rc = system(cmd);
+    if (rc != 0)
+        fprintf(stderr, "`%s` exited with %d\n", cmd, rc);
+    return rc;
 }

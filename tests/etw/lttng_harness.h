@@ -14,6 +14,12 @@
  */
 int lttng_harness_start(const char *home, pid_t *started);
 
+/* Runs a shell command made from fmt; a failure is said on stderr. Returns system()'s status. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 1, 2)))
+#endif
+int lttng_harness_run(const char *fmt, ...);
+
 /* Stops the daemon lttng_harness_start() started (started > 0), waiting up to 5 s for it. */
 void lttng_harness_stop(pid_t started);
 

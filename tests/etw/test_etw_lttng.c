@@ -35,23 +35,6 @@
 static char home[256];
 static pid_t started_sessiond;
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 1, 2)))
-#endif
-static int
-run(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    if (rc != 0)
-        fprintf(stderr, "test_etw_lttng: `%s` exited with %d\n", cmd, rc);
-    return rc;
-}
-
 static int setup(void **state)
 {
     (void)state;
@@ -65,7 +48,7 @@ static int teardown(void **state)
 {
     (void)state;
     lttng_harness_stop(started_sessiond);
-    run("rm -rf '%s'", home);
+    lttng_harness_run("rm -rf '%s'", home);
     return 0;
 }
 
@@ -197,7 +180,7 @@ static void check_session_a(const char *text)
 
 static void read_trace(const char *dir, const char *out, char **text)
 {
-    assert_int_equal(run("babeltrace2 '%s' > '%s' 2> '%s.err'", dir, out, out), 0);
+    assert_int_equal(lttng_harness_run("babeltrace2 '%s' > '%s' 2> '%s.err'", dir, out, out), 0);
     char errfile[600];
     snprintf(errfile, sizeof(errfile), "%s.err", out);
     char *err = slurp(errfile, NULL);
@@ -215,37 +198,43 @@ static void test_lttng_end_to_end(void **state)
     int pid = (int)getpid();
     const char *sessions[3] = {"A", "B", "C"};
     for (int s = 0; s < 3; s++) {
-        assert_int_equal(run("lttng create etw%s%d --output='%s/trace%s' >/dev/null", sessions[s],
-                             pid, home, sessions[s]),
+        assert_int_equal(lttng_harness_run("lttng create etw%s%d --output='%s/trace%s' >/dev/null",
+                                           sessions[s], pid, home, sessions[s]),
                          0);
-        assert_int_equal(run("lttng enable-channel --userspace --session=etw%s%d --subbuf-size=1M "
-                             "--num-subbuf=8 --blocking-timeout=inf chan >/dev/null",
-                             sessions[s], pid),
-                         0);
+        assert_int_equal(
+            lttng_harness_run("lttng enable-channel --userspace --session=etw%s%d --subbuf-size=1M "
+                              "--num-subbuf=8 --blocking-timeout=inf chan >/dev/null",
+                              sessions[s], pid),
+            0);
     }
-    assert_int_equal(run("lttng enable-event --userspace --session=etwA%d --channel=chan "
-                         "'amsi_broker:*' >/dev/null",
-                         pid),
-                     0);
-    assert_int_equal(run("lttng add-context --userspace --session=etwA%d --channel=chan -t vpid "
-                         ">/dev/null",
-                         pid),
-                     0);
-    assert_int_equal(run("lttng enable-event --userspace --session=etwB%d --channel=chan "
-                         "amsi_broker:ScanDecision --filter='scanResult == 32768' >/dev/null",
-                         pid),
-                     0);
-    assert_int_equal(run("lttng enable-event --userspace --session=etwC%d --channel=chan "
-                         "'amsi_broker:*' --loglevel=WARNING >/dev/null",
-                         pid),
-                     0);
+    assert_int_equal(
+        lttng_harness_run("lttng enable-event --userspace --session=etwA%d --channel=chan "
+                          "'amsi_broker:*' >/dev/null",
+                          pid),
+        0);
+    assert_int_equal(
+        lttng_harness_run("lttng add-context --userspace --session=etwA%d --channel=chan -t vpid "
+                          ">/dev/null",
+                          pid),
+        0);
+    assert_int_equal(
+        lttng_harness_run("lttng enable-event --userspace --session=etwB%d --channel=chan "
+                          "amsi_broker:ScanDecision --filter='scanResult == 32768' >/dev/null",
+                          pid),
+        0);
+    assert_int_equal(
+        lttng_harness_run("lttng enable-event --userspace --session=etwC%d --channel=chan "
+                          "'amsi_broker:*' --loglevel=WARNING >/dev/null",
+                          pid),
+        0);
     for (int s = 0; s < 3; s++)
-        assert_int_equal(run("lttng start etw%s%d >/dev/null", sessions[s], pid), 0);
+        assert_int_equal(lttng_harness_run("lttng start etw%s%d >/dev/null", sessions[s], pid), 0);
 
     /* The traced program: blocking mode so a full buffer waits instead of dropping. */
     char out[512];
     snprintf(out, sizeof(out), "%s/emit.out", home);
-    assert_int_equal(run("LTTNG_UST_ALLOW_BLOCKING=1 LTTNG_UST_REGISTER_TIMEOUT=10000 '%s' '%s' %d "
+    assert_int_equal(lttng_harness_run(
+                         "LTTNG_UST_ALLOW_BLOCKING=1 LTTNG_UST_REGISTER_TIMEOUT=10000 '%s' '%s' %d "
                          "> '%s'",
                          ETW_LTTNG_EMIT, ETW_LTTNG_LIBRARY, COUNT, out),
                      0);
@@ -257,8 +246,9 @@ static void test_lttng_end_to_end(void **state)
     free(emitted);
 
     for (int s = 0; s < 3; s++) {
-        assert_int_equal(run("lttng stop etw%s%d >/dev/null", sessions[s], pid), 0);
-        assert_int_equal(run("lttng destroy etw%s%d >/dev/null", sessions[s], pid), 0);
+        assert_int_equal(lttng_harness_run("lttng stop etw%s%d >/dev/null", sessions[s], pid), 0);
+        assert_int_equal(lttng_harness_run("lttng destroy etw%s%d >/dev/null", sessions[s], pid),
+                         0);
     }
 
     char dir[512], txt[512];
