@@ -1456,49 +1456,48 @@ static int write_plot(const bench *b, const char *png)
 
 static void usage(FILE *f)
 {
-    fputs(
-        "usage: amsibench [--socket PATH] [--workload scripts|notify|mixed|sessions|dir:PATH]\n"
-        "                 [--size BYTES | --size MIN-MAX] [--utf16] [--clients N] [--threads T]\n"
-        "                 [--rate R | --closed] [--duration S] [--warmup S] [--repeat K]\n"
-        "                 [--floor] [--peer clamd|yara|hyperscan]... [--rules PATH]\n"
-        "                 [--json FILE] [--csv FILE] [--plot FILE.png] [--quick]\n"
-        "                 [--flood] [--signed PCT] [--large PCT] [--items N] [--amsid PATH]\n"
-        "                 [--set SECTION.KEY=VALUE]... [--variant SECTION.KEY=VALUE]\n"
-        "                 [--markdown FILE] [--seed N]\n"
-        "  --socket PATH   drive the broker already listening there (default: start the build's\n"
-        "                  amsid on the bundled rules, limits out of reach, scan_archives on,\n"
-        "                  verdict cache off)\n"
-        "  --workload W    scripts (default), notify (AmsiNotifyOperation), mixed (small blocks\n"
-        "                  with archives, Office documents and 512 KiB scripts), sessions (a\n"
-        "                  signature split across two buffers of a session), dir:PATH (files)\n"
-        "  --size B|A-B    bytes per small item (default 4096; notify 256; mixed 512-16384)\n"
-        "  --utf16         script text as UTF-16LE\n"
-        "  --clients N     client processes (default 1), --threads T threads each (default 1)\n"
-        "  --rate R        open loop at R requests/s in all (default: 50 % of the broker's\n"
-        "                  closed-loop capacity, measured first); --closed: closed loop\n"
-        "  --duration S    measured seconds per run (default 5), --warmup S before (default 1)\n"
-        "  --repeat K      rounds, each running every target once in a rotating order (default 3)\n"
-        "  --floor         the echo floor in the same rounds\n"
-        "  --peer P        hyperscan, yara or clamd on the same buffers and rules (repeatable)\n"
-        "  --rules PATH    rule file for amsid and the peers (default: the bundled default.yar)\n"
-        "  --json F, --csv F, --plot F.png   per-run rows; latency plot (gnuplot)\n"
-        "  --quick         a short run (under 30 s): 1.5 s runs, 2 rounds, 64 items\n"
-        "  --flood         request limits at amsid's defaults; the clients are polite (default\n"
-        "                  200 requests/s each) and run with and without a flooding process\n"
-        "  --signed PCT    share of small items carrying a signature (default 1)\n"
-        "  --large PCT     mixed: share of requests that are large items, sent by one\n"
-        "                  more thread per process (default 5)\n"
-        "  --items N       small items generated (default 256)\n"
-        "  --amsid PATH    the amsid to start; --set S.K=V passed on to it (repeatable)\n"
-        "  --variant S.K=V a second amsid with this setting too (several: S.K=V;S.K=V),\n"
-        "                  measured in the same rounds\n"
-        "  --variant-amsid PATH  the second amsid is this binary (e.g. a build without\n"
-        "                  tracing), with or without --variant\n"
-        "  --variant-goal PCT  judge the variant's throughput against the first broker's\n"
-        "                  (e.g. trace.backend=lttng: tracing on against off)\n"
-        "  --markdown F    the summary and goals as Markdown (for bench/RESULTS.md)\n"
-        "  --seed N        generator seed (default 1)\n",
-        f);
+    fputs("usage: amsibench [--socket PATH] [--workload scripts|notify|mixed|sessions|dir:PATH]\n"
+          "                 [--size BYTES | --size MIN-MAX] [--utf16] [--clients N] [--threads T]\n"
+          "                 [--rate R | --closed] [--duration S] [--warmup S] [--repeat K]\n"
+          "                 [--floor] [--peer clamd|yara|hyperscan]... [--rules PATH]\n"
+          "                 [--json FILE] [--csv FILE] [--plot FILE.png] [--quick]\n"
+          "                 [--flood] [--signed PCT] [--large PCT] [--items N] [--amsid PATH]\n"
+          "                 [--set SECTION.KEY=VALUE]... [--variant SECTION.KEY=VALUE]\n"
+          "                 [--markdown FILE] [--seed N]\n"
+          "  --socket PATH   drive the broker already listening there (default: start the build's\n"
+          "                  amsid on the bundled rules, limits out of reach, scan_archives on,\n"
+          "                  verdict cache off)\n"
+          "  --workload W    scripts (default), notify (AmsiNotifyOperation), mixed (small blocks\n"
+          "                  with archives, Office documents and 512 KiB scripts), sessions (a\n"
+          "                  signature split across two buffers of a session), dir:PATH (files)\n"
+          "  --size B|A-B    bytes per small item (default 4096; notify 256; mixed 512-16384)\n"
+          "  --utf16         script text as UTF-16LE\n"
+          "  --clients N     client processes (default 1), --threads T threads each (default 1)\n"
+          "  --rate R        open loop at R requests/s in all (default: 50 % of the broker's\n"
+          "                  closed-loop capacity, measured first); --closed: closed loop\n"
+          "  --duration S    measured seconds per run (default 1.5), --warmup S before (0.3)\n"
+          "  --repeat K      rounds, each running every target once, order rotating (default 10)\n"
+          "  --floor         the echo floor in the same rounds\n"
+          "  --peer P        hyperscan, yara or clamd on the same buffers and rules (repeatable)\n"
+          "  --rules PATH    rule file for amsid and the peers (default: the bundled default.yar)\n"
+          "  --json F, --csv F, --plot F.png   per-run rows; latency plot (gnuplot)\n"
+          "  --quick         a short run (under 30 s): 1.5 s runs, 2 rounds, 64 items\n"
+          "  --flood         request limits at amsid's defaults; the clients are polite (default\n"
+          "                  200 requests/s each) and run with and without a flooding process\n"
+          "  --signed PCT    share of small items carrying a signature (default 1)\n"
+          "  --large PCT     mixed: share of requests that are large items, sent by one\n"
+          "                  more thread per process (default 5)\n"
+          "  --items N       small items generated (default 256)\n"
+          "  --amsid PATH    the amsid to start; --set S.K=V passed on to it (repeatable)\n"
+          "  --variant S.K=V a second amsid with this setting too (several: S.K=V;S.K=V),\n"
+          "                  measured in the same rounds\n"
+          "  --variant-amsid PATH  the second amsid is this binary (e.g. a build without\n"
+          "                  tracing), with or without --variant\n"
+          "  --variant-goal PCT  judge the variant's throughput against the first broker's\n"
+          "                  (e.g. trace.backend=lttng: tracing on against off)\n"
+          "  --markdown F    the summary and goals as Markdown (for bench/RESULTS.md)\n"
+          "  --seed N        generator seed (default 1)\n",
+          f);
 }
 
 static bool parse_double(const char *s, double min, double max, double *out)
@@ -1764,12 +1763,15 @@ static int parse_opts(int argc, char **argv, opts *o, char *amsid_buf, size_t ca
         fprintf(stderr, "amsibench: --flood runs polite clients on a schedule; drop --closed\n");
         return -1;
     }
+    /* Many short rounds rather than a few long ones: on a shared machine the speed drifts over
+     * seconds, so two targets compare best in runs next to each other, and the median of many
+     * such pairs moves less from one invocation to the next (bench/README.md). */
     if (o->duration < 0)
-        o->duration = o->quick ? 1.5 : 5;
+        o->duration = 1.5;
     if (o->warmup < 0)
-        o->warmup = o->quick ? 0.3 : 1;
+        o->warmup = 0.3;
     if (!have_repeat)
-        o->repeat = o->quick ? 2 : 3;
+        o->repeat = o->quick ? 2 : 10;
     if (!have_items)
         o->nitems = o->quick ? 64 : 256;
     if (!o->size_set) {
