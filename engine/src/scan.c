@@ -493,10 +493,20 @@ typedef struct scan_ctx {
     int err;
 } scan_ctx;
 
-static uint64_t now_ns(void)
+/*
+ * The clock of max_scan_time_ms. The coarse clock is the kernel's last tick (a few ms old at
+ * most, 4 ms on the development VM) and costs a few ns to read, where the precise one reads the
+ * (virtual) time-stamp counter: it was 5 % of a 4 KiB script's scan, read before each base64 child
+ * of the text. A deadline of seconds needs no better than a tick.
+ */
+static uint64_t deadline_clock_ns(void)
 {
     struct timespec ts;
+#ifdef CLOCK_MONOTONIC_COARSE
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+#else
     clock_gettime(CLOCK_MONOTONIC, &ts);
+#endif
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
@@ -609,7 +619,7 @@ static bool stopped(const scan_ctx *c)
  */
 static bool out_of_time(scan_ctx *c)
 {
-    if (!c->halted && now_ns() > c->deadline_ns) {
+    if (!c->halted && deadline_clock_ns() > c->deadline_ns) {
         c->halted = true;
         if (c->res->reason == NULL)
             c->res->reason = "Limits.Exceeded.MaxScanTime";
@@ -965,7 +975,7 @@ int engine_scan_buffer(const engine_rules *rules, engine_scratch *scratch, const
                   .s = scratch,
                   .cfg = cfg,
                   .res = result,
-                  .deadline_ns = now_ns() + (uint64_t)cfg->max_scan_time_ms * 1000000u,
+                  .deadline_ns = deadline_clock_ns() + (uint64_t)cfg->max_scan_time_ms * 1000000u,
                   .decode_left = cfg->max_decode_total};
     object root = {NULL, name ? name : "buffer"};
     scan_object(&c, data, len, &root, hints, 0, 0);

@@ -242,6 +242,14 @@ static void test_normalized_only_when_asked(void **state)
     cfg.normalize = false;
     EXPECT(r, &cfg, "I`nv`oke-Ex`pression", "");
     engine_rules_unref(r);
+    /* A normalised rule written in any case (text or hex) matches without case on that view. */
+    engine_config_init(&cfg);
+    r = compile("rule upper : normalized { strings: $a = \"Net.WebClient\" condition: $a }\n"
+                "rule hex : normalized { strings: $h = { 44 6F 57 6E } condition: $h }\n");
+    EXPECT(r, &cfg, "(New-Object ne`T.wEbC`liEnT)", "upper");
+    EXPECT(r, &cfg, "'D'+'OW'+'n'", "hex");
+    EXPECT(r, &cfg, "net.web client", "");
+    engine_rules_unref(r);
 }
 
 /* Raw deflate (.NET DeflateStream), zlib or gzip of data, by windowBits. */
