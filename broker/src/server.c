@@ -53,10 +53,11 @@
 #include <sched.h>
 #endif
 
-#define MAX_PENDING 64
-#define STALL_MS    5000 /* a client that reads none of its replies for this long is dropped */
-#define MAX_EVENTS  64
-#define LAT_SAMPLES 4096 /* stats report percentiles over the most recent requests */
+#define MAX_PENDING  64
+#define STALL_MS     5000 /* a client that reads none of its replies for this long is dropped */
+#define POOL_IDLE_MS 1000 /* a pool thread idle this long trims its scratch (I/O threads too) */
+#define MAX_EVENTS   64
+#define LAT_SAMPLES  4096 /* stats report percentiles over the most recent requests */
 
 typedef struct session {
     uint64_t id;
@@ -1223,6 +1224,9 @@ static void *worker_main(void *arg)
     set_slice(s->settings.io_slice_us);
     while (!atomic_load_explicit(&s->stopping, memory_order_acquire)) {
         int n = wait_events(w, events);
+        /* A second without an event: give back what the scratch keeps for large content. */
+        if (n == 0)
+            (void)engine_scratch_trim(w->scratch);
         bool woken = false;
         for (int i = 0; i < n; i++) {
             void *p = events[i].data.ptr;
@@ -1346,7 +1350,13 @@ static void *pool_main(void *arg)
      * large scan at once, while the scan keeps its fair share of the CPU. */
     set_slice(s->settings.pool_slice_us);
     void *item;
-    while (broker_ring_pop_wait(&s->ring, &item, -1) == 0) {
+    int rc;
+    while ((rc = broker_ring_pop_wait(&s->ring, &item, POOL_IDLE_MS)) == 0 || rc == -ETIMEDOUT) {
+        if (rc == -ETIMEDOUT) {
+            /* Idle: the memory kept for large content goes back until the next large scan. */
+            (void)engine_scratch_trim(pt->scratch);
+            continue;
+        }
         pool_job *job = item;
         refresh_rules(s, &pt->rules, &pt->generation);
         reply_fields f;

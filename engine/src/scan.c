@@ -149,6 +149,32 @@ void engine_scratch_destroy(engine_scratch *s)
     free(s);
 }
 
+/* Decode buffers up to this size stay with the scratch when it is trimmed (the common case). */
+#define DECODE_KEEP_TRIMMED ((size_t)64 << 10)
+
+size_t engine_scratch_trim(engine_scratch *s)
+{
+    size_t freed = 0;
+    if (s == NULL || s->view_used != 0)
+        return 0;
+    for (int i = 0; i < VIEW_SLOTS; i++) {
+        freed += s->view_cap[i];
+        free(s->view_buf[i]);
+        s->view_buf[i] = NULL;
+        s->view_cap[i] = 0;
+    }
+    s->view_kept = 0;
+    for (int i = 0; i < ENGINE__MAX_DECODE_DEPTH; i++) {
+        if (s->decode_cap[i] <= DECODE_KEEP_TRIMMED)
+            continue;
+        freed += s->decode_cap[i];
+        free(s->decode_buf[i]);
+        s->decode_buf[i] = NULL;
+        s->decode_cap[i] = 0;
+    }
+    return freed;
+}
+
 /*
  * Allocates a view buffer of cap bytes. From VIEW_HUGE on it is 2 MiB-aligned and advised as
  * huge pages: a view is written once, front to back, and on a virtual machine the faults of

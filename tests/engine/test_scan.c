@@ -549,6 +549,36 @@ static void test_scan_time_limit(void **state)
     free(buf);
 }
 
+static void test_scratch_trim(void **state)
+{
+    (void)state;
+    engine_rules *r = compile("rule norm : normalized { strings: $a = \"invoke-expression\" "
+                              "condition: $a }");
+    engine_scratch *s = NULL;
+    assert_int_equal(engine_scratch_create(r, &s), 0);
+    assert_int_equal(engine_scratch_trim(s), 0);
+    /* A 3 MiB script: its normalised view is kept by the scratch for the next request. */
+    size_t n = 3u << 20;
+    char *buf = malloc(n);
+    assert_non_null(buf);
+    memset(buf, 'x', n);
+    memcpy(buf + n - 20, "I`nvoke-Expression", 18);
+    engine_result res;
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(engine_scan_buffer(r, s, NULL, buf, n, NULL, 0, &res), 0);
+        assert_int_equal(res.verdict, ENGINE_VERDICT_DETECTED);
+        assert_string_equal(res.matches[0].rule, "norm");
+        engine_result_cleanup(&res);
+        /* Trimmed, the kept buffers are freed; the next scan allocates them again. */
+        assert_true(engine_scratch_trim(s) >= n);
+        assert_int_equal(engine_scratch_trim(s), 0);
+    }
+    assert_int_equal(engine_scratch_trim(NULL), 0);
+    engine_scratch_destroy(s);
+    engine_rules_unref(r);
+    free(buf);
+}
+
 static bool has_rule(const engine_result *res, const char *name)
 {
     for (size_t i = 0; i < res->match_count; i++)
@@ -700,6 +730,7 @@ int main(void)
         cmocka_unit_test(test_decode_depth_bound),
         cmocka_unit_test(test_meta_and_object_name),
         cmocka_unit_test(test_scan_time_limit),
+        cmocka_unit_test(test_scratch_trim),
         cmocka_unit_test(test_stream_split_signature),
         cmocka_unit_test(test_threads_share_rules),
         cmocka_unit_test(test_scratch_follows_a_new_rule_set),

@@ -185,6 +185,13 @@ typedef struct engine_scratch engine_scratch;
 int engine_scratch_create(const engine_rules *rules, engine_scratch **out);
 /* Frees a scratch. Accepts NULL. */
 void engine_scratch_destroy(engine_scratch *scratch);
+/*
+ * Frees the buffers a scratch keeps between scans for large content (views and unpacked members,
+ * up to 64 MiB; decoded blobs above 64 KiB), so that a thread which served a large request gives
+ * the memory back when it goes idle. The next large scan allocates them again. Returns the bytes
+ * freed. Accepts NULL; must not be called during a scan with this scratch. Can't fail.
+ */
+size_t engine_scratch_trim(engine_scratch *scratch);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Scanning.                                                                                   */
