@@ -397,6 +397,24 @@ __attribute__((target("avx2"))) static void text_norm_avx2(const uint8_t *in, si
 }
 #endif
 
+unsigned engine__normalize_vectors(void)
+{
+    unsigned v = 0;
+#if defined(__SSE2__)
+    v |= ENGINE__VEC_SSE2;
+#endif
+#if TEXT_HAVE_AVX2
+    if (__builtin_cpu_supports("avx2"))
+        v |= ENGINE__VEC_AVX2;
+#endif
+    return v;
+}
+
+size_t engine__normalize(const uint8_t *in, size_t n, uint8_t *out, size_t cap)
+{
+    return engine__normalize_with(in, n, out, cap, engine__normalize_vectors());
+}
+
 /*
  * One pass. A concatenation is recognised without tracking strings: a quote followed by
  * gap '+' gap and another quote is dropped together with them, so 'Invo'+'ke' becomes 'invoke'
@@ -409,7 +427,8 @@ __attribute__((target("avx2"))) static void text_norm_avx2(const uint8_t *in, si
  * only at backticks and quotes; the scalar code below takes one byte (or an escape, or a join)
  * and hands back. Can't fail.
  */
-size_t engine__normalize(const uint8_t *in, size_t n, uint8_t *out, size_t cap)
+size_t engine__normalize_with(const uint8_t *in, size_t n, uint8_t *out, size_t cap,
+                              unsigned vectors)
 {
     size_t i = 0, w = 0, next;
     bool space = false;
@@ -417,8 +436,12 @@ size_t engine__normalize(const uint8_t *in, size_t n, uint8_t *out, size_t cap)
     if (in == NULL || out == NULL)
         return 0;
 #if TEXT_HAVE_AVX2
-    bool avx2 = __builtin_cpu_supports("avx2");
+    bool avx2 = (vectors & ENGINE__VEC_AVX2) != 0;
 #endif
+#if defined(__SSE2__)
+    bool sse2 = (vectors & ENGINE__VEC_SSE2) != 0;
+#endif
+    (void)vectors;
 
     while (i < n && w < cap) {
 #if TEXT_HAVE_AVX2
@@ -426,7 +449,8 @@ size_t engine__normalize(const uint8_t *in, size_t n, uint8_t *out, size_t cap)
             text_norm_avx2(in, n, &i, out, cap, &w, &space);
 #endif
 #if defined(__SSE2__)
-        text_norm_sse2(in, n, &i, out, cap, &w, &space);
+        if (sse2)
+            text_norm_sse2(in, n, &i, out, cap, &w, &space);
         if (i >= n || w >= cap)
             break;
 #endif

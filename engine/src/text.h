@@ -44,6 +44,21 @@ size_t engine__utf16le_narrow(const uint8_t *in, size_t n, uint8_t *out, size_t 
  */
 size_t engine__normalize(const uint8_t *in, size_t n, uint8_t *out, size_t cap);
 
+/* Vector loops of the normalised view (bits of engine__normalize_vectors()). */
+#define ENGINE__VEC_SSE2 0x1u
+#define ENGINE__VEC_AVX2 0x2u
+
+/* The vector loops this build and CPU can run. Can't fail. */
+unsigned engine__normalize_vectors(void);
+
+/*
+ * engine__normalize() with only the vector loops in `vectors` (0: byte by byte), so that each
+ * loop can be checked against the others on one machine. The output is the same for any set.
+ * Can't fail.
+ */
+size_t engine__normalize_with(const uint8_t *in, size_t n, uint8_t *out, size_t cap,
+                              unsigned vectors);
+
 /* A run of bytes inside a buffer. */
 typedef struct engine__span {
     size_t off;
