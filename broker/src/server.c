@@ -55,7 +55,7 @@
 
 #define MAX_PENDING  64
 #define STALL_MS     5000 /* a client that reads none of its replies for this long is dropped */
-#define POOL_IDLE_MS 1000 /* a pool thread idle this long trims its scratch (I/O threads too) */
+#define POOL_IDLE_MS 1000 /* idle this long, a pool thread trims its scratch */
 #define MAX_EVENTS   64
 #define LAT_SAMPLES  4096 /* stats report percentiles over the most recent requests */
 
