@@ -21,7 +21,6 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #define ECHO_MAX_EVENTS 64
@@ -100,17 +99,7 @@ static void *echo_thread(void *arg)
     amsi_spin spin = {.budget_ns = (uint64_t)e->spin_us * 1000u};
     for (;;) {
         /* amsid's wait: poll for up to the spin budget while waits are short, then sleep. */
-        uint64_t start = amsi_spin_now_ns();
-        int n = 0;
-        if (amsi_spin_worth(&spin, start)) {
-            while ((n = epoll_wait(ep, events, ECHO_MAX_EVENTS, 0)) == 0 &&
-                   amsi_spin_now_ns() - start < spin.budget_ns && amsi_spin_relax(&spin))
-                ;
-        }
-        if (n == 0)
-            n = epoll_wait(ep, events, ECHO_MAX_EVENTS, -1);
-        if (n > 0)
-            amsi_spin_observe(&spin, amsi_spin_now_ns() - start);
+        int n = amsi_spin_epoll_wait(&spin, ep, events, ECHO_MAX_EVENTS, -1);
         for (int i = 0; i < n; i++) {
             if (events[i].data.u64 == 0) {
                 int fd;

@@ -1164,26 +1164,6 @@ static void sweep_stalled(worker *w, uint64_t now_ms)
 }
 
 /*
- * Waits up to a second for events on the thread's epoll set. While the thread's recent waits were
- * short, it first polls the set for up to its spin budget (amsi_spin.h). Returns epoll_wait's.
- */
-static int wait_events(worker *w, struct epoll_event *events)
-{
-    uint64_t start = now_ns();
-    int n = 0;
-    if (amsi_spin_worth(&w->spin, start)) {
-        while ((n = epoll_wait(w->epfd, events, MAX_EVENTS, 0)) == 0 &&
-               now_ns() - start < w->spin.budget_ns && amsi_spin_relax(&w->spin))
-            ;
-    }
-    if (n == 0)
-        n = epoll_wait(w->epfd, events, MAX_EVENTS, 1000);
-    if (n > 0)
-        amsi_spin_observe(&w->spin, now_ns() - start);
-    return n;
-}
-
-/*
  * Asks the scheduler for slices of slice_us for the calling thread (Linux >= 6.12, EEVDF): a
  * thread with shorter slices gets earlier deadlines, so when it wakes it preempts a thread that
  * runs long slices on its core instead of waiting for that slice to end. The I/O-and-scan threads
@@ -1223,7 +1203,8 @@ static void *worker_main(void *arg)
     w->spin.budget_ns = (uint64_t)s->settings.spin_us * 1000u;
     set_slice(s->settings.io_slice_us);
     while (!atomic_load_explicit(&s->stopping, memory_order_acquire)) {
-        int n = wait_events(w, events);
+        /* Up to a second: the sweep below runs at least that often. */
+        int n = amsi_spin_epoll_wait(&w->spin, w->epfd, events, MAX_EVENTS, 1000);
         /* A second without an event: give back what the scratch keeps for large content. */
         if (n == 0)
             (void)engine_scratch_trim(w->scratch);

@@ -31,9 +31,8 @@
 /*
  * Buffers kept by a scratch between scans (narrowed and normalised views, and unpacked members
  * held whole): how many nested objects may hold one at once, and how many bytes the kept ones may
- * total. A view of an object
- * nested deeper, or one that would push the total past the bound, gets a buffer of its own that
- * is freed after use.
+ * total. A buffer for an object nested deeper, or one that would push the total past the bound,
+ * is its own and is freed after use.
  */
 #define VIEW_SLOTS    8
 #define VIEW_KEEP_MAX ((size_t)64 << 20)

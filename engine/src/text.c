@@ -254,17 +254,6 @@ static bool text_join_next(const uint8_t *in, size_t n, size_t i, size_t *next)
     return true;
 }
 
-/*
- * The vector part of engine__normalize: copies the bytes at in[*i..] to out[*w..] while no byte
- * needs a decision, 16 or 32 at a time. Letters are lower-cased, every whitespace byte that does
- * not follow whitespace is written as one space, and a whitespace byte that follows whitespace is
- * skipped together with the rest of its run (*space says whether the byte before in[*i] was
- * whitespace). It stops at a backtick (an escape) or at a quote that may start a join: '+' or a
- * backtick after it, or whitespace and then whitespace, '+' or a backtick (any other quote cannot
- * start one and is copied); the scalar code decides those. It also stops when fewer than a
- * vector's width of input (plus the two bytes after) or output is left. Each byte handled here
- * gets exactly what the scalar code would give it. Can't fail.
- */
 #if defined(__SSE2__)
 /*
  * The vector loops' step once a vector of `width` (16 or 32) bytes at in[*i] is stored at
@@ -297,9 +286,31 @@ static inline bool text_norm_advance(uint32_t ws, uint32_t mk, unsigned width, s
     *sp = true;
     return false;
 }
-#endif
 
-#if defined(__SSE2__)
+/* Bytes of v from '\t' to '\r' (tab, LF, VT, FF, CR): they become a space. */
+static inline __m128i text_ctrl16(__m128i v)
+{
+    return _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('\t' - 1)),
+                         _mm_cmplt_epi8(v, _mm_set1_epi8('\r' + 1)));
+}
+
+/* Whitespace: those and ' '. */
+static inline __m128i text_blank16(__m128i v)
+{
+    return _mm_or_si128(text_ctrl16(v), _mm_cmpeq_epi8(v, _mm_set1_epi8(' ')));
+}
+
+/*
+ * The vector part of engine__normalize: copies the bytes at in[*i..] to out[*w..] while no byte
+ * needs a decision, 16 or 32 at a time. Letters are lower-cased, every whitespace byte that does
+ * not follow whitespace is written as one space, and a whitespace byte that follows whitespace is
+ * skipped together with the rest of its run (*space says whether the byte before in[*i] was
+ * whitespace). It stops at a backtick (an escape) or at a quote that may start a join: '+' or a
+ * backtick after it, or whitespace and then whitespace, '+' or a backtick (any other quote cannot
+ * start one and is copied); the scalar code decides those. It also stops when fewer than a
+ * vector's width of input (plus the two bytes after) or output is left. Each byte handled here
+ * gets exactly what the scalar code would give it. Can't fail.
+ */
 static void text_norm_sse2(const uint8_t *in, size_t n, size_t *pi, uint8_t *out, size_t cap,
                            size_t *pw, bool *space)
 {
@@ -310,19 +321,13 @@ static void text_norm_sse2(const uint8_t *in, size_t n, size_t *pi, uint8_t *out
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(in + i));
         __m128i n1 = _mm_loadu_si128((const __m128i *)(const void *)(in + i + 1));
         __m128i n2 = _mm_loadu_si128((const __m128i *)(const void *)(in + i + 2));
-        __m128i ctrl = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('\t' - 1)),
-                                     _mm_cmplt_epi8(v, _mm_set1_epi8('\r' + 1)));
+        __m128i ctrl = text_ctrl16(v);
         __m128i blank = _mm_or_si128(ctrl, _mm_cmpeq_epi8(v, _mm_set1_epi8(' ')));
         __m128i quote = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\'')),
                                      _mm_cmpeq_epi8(v, _mm_set1_epi8('"')));
         /* A quote can start a join only when '+' or a backtick follows it, or whitespace and then
          * whitespace, '+' or a backtick: any other quote is copied like a letter. */
-        __m128i b1 = _mm_or_si128(_mm_and_si128(_mm_cmpgt_epi8(n1, _mm_set1_epi8('\t' - 1)),
-                                                _mm_cmplt_epi8(n1, _mm_set1_epi8('\r' + 1))),
-                                  _mm_cmpeq_epi8(n1, _mm_set1_epi8(' ')));
-        __m128i b2 = _mm_or_si128(_mm_and_si128(_mm_cmpgt_epi8(n2, _mm_set1_epi8('\t' - 1)),
-                                                _mm_cmplt_epi8(n2, _mm_set1_epi8('\r' + 1))),
-                                  _mm_cmpeq_epi8(n2, _mm_set1_epi8(' ')));
+        __m128i b1 = text_blank16(n1), b2 = text_blank16(n2);
         __m128i p1 = _mm_or_si128(_mm_cmpeq_epi8(n1, _mm_set1_epi8('+')),
                                   _mm_cmpeq_epi8(n1, _mm_set1_epi8('`')));
         __m128i p2 = _mm_or_si128(_mm_cmpeq_epi8(n2, _mm_set1_epi8('+')),
@@ -347,6 +352,18 @@ static void text_norm_sse2(const uint8_t *in, size_t n, size_t *pi, uint8_t *out
 #endif
 
 #if TEXT_HAVE_AVX2
+/* text_ctrl16() and text_blank16() 32 bytes at a time. */
+__attribute__((target("avx2"))) static inline __m256i text_ctrl32(__m256i v)
+{
+    return _mm256_and_si256(_mm256_cmpgt_epi8(v, _mm256_set1_epi8('\t' - 1)),
+                            _mm256_cmpgt_epi8(_mm256_set1_epi8('\r' + 1), v));
+}
+
+__attribute__((target("avx2"))) static inline __m256i text_blank32(__m256i v)
+{
+    return _mm256_or_si256(text_ctrl32(v), _mm256_cmpeq_epi8(v, _mm256_set1_epi8(' ')));
+}
+
 /* text_norm_sse2() 32 bytes at a time, for CPUs with AVX2 (checked by the caller). */
 __attribute__((target("avx2"))) static void text_norm_avx2(const uint8_t *in, size_t n, size_t *pi,
                                                            uint8_t *out, size_t cap, size_t *pw,
@@ -359,21 +376,13 @@ __attribute__((target("avx2"))) static void text_norm_avx2(const uint8_t *in, si
         __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(in + i));
         __m256i n1 = _mm256_loadu_si256((const __m256i *)(const void *)(in + i + 1));
         __m256i n2 = _mm256_loadu_si256((const __m256i *)(const void *)(in + i + 2));
-        __m256i ctrl = _mm256_and_si256(_mm256_cmpgt_epi8(v, _mm256_set1_epi8('\t' - 1)),
-                                        _mm256_cmpgt_epi8(_mm256_set1_epi8('\r' + 1), v));
+        __m256i ctrl = text_ctrl32(v);
         __m256i blank = _mm256_or_si256(ctrl, _mm256_cmpeq_epi8(v, _mm256_set1_epi8(' ')));
         __m256i quote = _mm256_or_si256(_mm256_cmpeq_epi8(v, _mm256_set1_epi8('\'')),
                                         _mm256_cmpeq_epi8(v, _mm256_set1_epi8('"')));
         /* As in text_norm_sse2(): only a quote that '+' or a backtick follows, or whitespace and
          * then whitespace, '+' or a backtick, can start a join. */
-        __m256i b1 =
-            _mm256_or_si256(_mm256_and_si256(_mm256_cmpgt_epi8(n1, _mm256_set1_epi8('\t' - 1)),
-                                             _mm256_cmpgt_epi8(_mm256_set1_epi8('\r' + 1), n1)),
-                            _mm256_cmpeq_epi8(n1, _mm256_set1_epi8(' ')));
-        __m256i b2 =
-            _mm256_or_si256(_mm256_and_si256(_mm256_cmpgt_epi8(n2, _mm256_set1_epi8('\t' - 1)),
-                                             _mm256_cmpgt_epi8(_mm256_set1_epi8('\r' + 1), n2)),
-                            _mm256_cmpeq_epi8(n2, _mm256_set1_epi8(' ')));
+        __m256i b1 = text_blank32(n1), b2 = text_blank32(n2);
         __m256i p1 = _mm256_or_si256(_mm256_cmpeq_epi8(n1, _mm256_set1_epi8('+')),
                                      _mm256_cmpeq_epi8(n1, _mm256_set1_epi8('`')));
         __m256i p2 = _mm256_or_si256(_mm256_cmpeq_epi8(n2, _mm256_set1_epi8('+')),

@@ -33,7 +33,6 @@
  * linker put them), each emit took the line holding the mask away from every other core; so the
  * counters get a line of their own.
  */
-#define ETW__CACHE_LINE 64
 _Alignas(ETW__CACHE_LINE) _Atomic uint64_t etw__mask = 0;
 
 typedef struct etw__running {

@@ -43,6 +43,9 @@ ETW_EVENTS(ETW__VALS)
 
 typedef struct etw__backend etw__backend;
 
+/* What keeps data that every emit writes apart from data that every emit reads. */
+#define ETW__CACHE_LINE 64
+
 /* A backend: a struct of function pointers and counters, created by its constructor. */
 struct etw__backend {
     etw_backend_kind kind;
@@ -64,7 +67,7 @@ struct etw__backend {
      * Counters, updated by every emit on every thread: the padding keeps them off the cache line
      * of the members above, which every emit reads.
      */
-    char pad_[64];
+    char pad_[ETW__CACHE_LINE];
     _Atomic uint64_t written;
     _Atomic uint64_t dropped;
 };

@@ -76,4 +76,30 @@ static inline bool amsi_spin_relax(amsi_spin *s)
     return false;
 }
 
+#if defined(__linux__)
+#include <sys/epoll.h>
+
+/*
+ * epoll_wait() with the polling above: while s says it is worth it, polls ep for up to the budget,
+ * then sleeps for up to timeout_ms (-1: no limit). The wait of amsid's I/O threads, and of the
+ * benchmarks' echo floor, which must wait as amsid does. Returns epoll_wait's.
+ */
+static inline int amsi_spin_epoll_wait(amsi_spin *s, int ep, struct epoll_event *events, int max,
+                                       int timeout_ms)
+{
+    uint64_t start = amsi_spin_now_ns();
+    int n = 0;
+    if (amsi_spin_worth(s, start)) {
+        while ((n = epoll_wait(ep, events, max, 0)) == 0 &&
+               amsi_spin_now_ns() - start < s->budget_ns && amsi_spin_relax(s))
+            ;
+    }
+    if (n == 0)
+        n = epoll_wait(ep, events, max, timeout_ms);
+    if (n > 0)
+        amsi_spin_observe(s, amsi_spin_now_ns() - start);
+    return n;
+}
+#endif
+
 #endif
