@@ -437,6 +437,11 @@ static void test_swap_under_load(void **state)
     for (int round = 0; round < 20; round++) {
         start_with("capture", "verbose", "all", NULL);
         usleep(2000);
+        /* The emitters reach the capture backend; in the first round they may not have run yet
+         * (a loaded machine, a sanitizer build), so it waits for them, up to 10 s. */
+        for (int waited = 0; round == 0 && etw_capture_count(ETW_NEVENTS) == 0 && waited < 10000;
+             waited++)
+            usleep(1000);
         assert_true(etw_capture_count(ETW_NEVENTS) > 0 || round > 0);
         start_with("jsonl", NULL, NULL, path); /* replaces the capture backend */
         usleep(2000);
