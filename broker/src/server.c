@@ -719,10 +719,11 @@ static bool enqueue_scan(worker *w, conn *c, const amsi_proto_request *req, cons
     job->ri.name = job->strings;
     job->ri.app = job->strings + req->name_len + 1;
     atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
-    if (broker_ring_try_push(&s->ring, job) == 0) {
-        count(&s->st_pooled);
+    /* Counted before the push: a pool thread may answer the request before this one runs on. */
+    count(&s->st_pooled);
+    if (broker_ring_try_push(&s->ring, job) == 0)
         return true;
-    }
+    atomic_fetch_sub_explicit(&s->st_pooled, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&c->refs, 1, memory_order_relaxed);
     if (mapped && req->content_len > 0)
         munmap((void *)(uintptr_t)content, (size_t)req->content_len);
