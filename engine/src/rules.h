@@ -131,6 +131,14 @@ void engine__ruleset_cleanup(engine__ruleset *set);
 bool engine__rule_eval(const engine__ruleset *set, const engine__rule *rule, const uint32_t *hits,
                        uint64_t filesize);
 
+/*
+ * The gate of condition subtree `node` (see rules_parse.c): engine__gate_cost() returns its cost,
+ * HUGE_VAL when the subtree may hold with no hit at all; engine__gate_mark() sets mark[i] (by
+ * global string index) for every string of the gate it chose. Can't fail.
+ */
+double engine__gate_cost(const engine__ruleset *set, uint32_t node);
+void engine__gate_mark(const engine__ruleset *set, uint32_t node, bool *mark);
+
 /* Fills diag with "file:line: reason". */
 void engine__diag_set(engine_diag *diag, const char *file, unsigned line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -154,8 +162,18 @@ typedef struct engine__db {
 /* Frees a database however it was allocated. Accepts an empty one. */
 void engine__db_free(engine__db *db);
 
-/* Which database: block mode over all rules, block mode over the normalized rules, stream mode. */
-enum { ENGINE__DB_RAW = 0, ENGINE__DB_NORM = 1, ENGINE__DB_STREAM = 2, ENGINE__DB_COUNT = 3 };
+/*
+ * Which database: block mode over all rules, block mode over the normalized rules, stream mode,
+ * and the normalised view's gate (block mode over a gate of every normalized rule; no database
+ * when some normalized rule has no gate, or its gate is all its strings).
+ */
+enum {
+    ENGINE__DB_RAW = 0,
+    ENGINE__DB_NORM = 1,
+    ENGINE__DB_STREAM = 2,
+    ENGINE__DB_NORM_GATE = 3,
+    ENGINE__DB_COUNT = 4
+};
 
 struct engine_rules {
     atomic_uint refs;

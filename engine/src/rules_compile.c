@@ -9,9 +9,10 @@
  * expressions cannot (Hyperscan databases are one or the other), so its literals are escaped to
  * \xHH expressions and Hyperscan's own literal analysis takes over.
  *
- * Three databases come from the same plan: block mode over all rules (RAW), block mode over the
- * rules tagged `normalized` with their text strings made caseless (NORM), and stream mode over all
- * rules (STREAM); block and stream mode share one plan.
+ * Four databases come from three plans: block mode over all rules (RAW), block mode over the
+ * rules tagged `normalized` with their text strings made caseless (NORM), stream mode over all
+ * rules (STREAM; block and stream mode share one plan), and the normalised view's gate
+ * (NORM_GATE: NORM's plan narrowed to a gate of every normalized rule, see plan_gate()).
  */
 #include "rules.h"
 
@@ -110,9 +111,10 @@ static uint8_t *widen(const uint8_t *s, size_t n)
 
 /*
  * Plans the patterns of the all-rules databases (normalized = false: block and stream mode
- * share it) or of the normalized database. Returns 0 or ENGINE_ENOMEM.
+ * share it) or of the normalized database, of only the strings marked in `only` when it is not
+ * NULL. Returns 0 or ENGINE_ENOMEM.
  */
-static int plan_db(const engine_rules *rules, bool normalized, plan *p)
+static int plan_db(const engine_rules *rules, bool normalized, const bool *only, plan *p)
 {
     const engine__ruleset *set = &rules->set;
     memset(p, 0, sizeof(*p));
@@ -130,7 +132,7 @@ static int plan_db(const engine_rules *rules, bool normalized, plan *p)
     for (size_t i = 0; i < set->nstrings; i++) {
         const engine__string *s = &set->strings[i];
         const engine__rule *r = &set->rules[s->rule];
-        if (normalized && !r->normalized)
+        if ((normalized && !r->normalized) || (only != NULL && !only[i]))
             continue;
         bool fullword = (s->mods & ENGINE__MOD_FULLWORD) != 0;
         /* No HS_FLAG_SINGLEMATCH: measured, it slows Hyperscan's scan more than the callbacks
@@ -167,6 +169,41 @@ static int plan_db(const engine_rules *rules, bool normalized, plan *p)
             return rc;
     }
     return 0;
+}
+
+/*
+ * Plans the normalised view's gate. Scanning that view for every string of every normalized rule
+ * costs several times what normalising it does, most of it spent on literals whose first or last
+ * bytes are common in scripts. But the scanner evaluates each view on that view's hits alone, so
+ * a normalized rule can hold on the view only if a string of its gate (rules_parse.c) has a hit
+ * there. The gate database holds the union of the normalized rules' cheapest gates (for
+ * `$a and any of ($b*)`, just $a); the scanner runs NORM only on a view where it finds something,
+ * which changes no verdict. No gate (an empty plan) when some normalized rule may hold without a
+ * hit, or when the gates take every string anyway. Returns 0 or ENGINE_ENOMEM.
+ */
+static int plan_gate(const engine_rules *rules, uint32_t nnorm, plan *p)
+{
+    const engine__ruleset *set = &rules->set;
+    memset(p, 0, sizeof(*p));
+    bool *mark = calloc(set->nstrings ? set->nstrings : 1, sizeof(bool));
+    if (mark == NULL)
+        return ENGINE_ENOMEM;
+    for (size_t i = 0; i < set->nrules; i++) {
+        const engine__rule *r = &set->rules[i];
+        if (!r->normalized)
+            continue;
+        if (!r->hit_gated) {
+            free(mark);
+            return 0;
+        }
+        engine__gate_mark(set, r->root, mark);
+    }
+    uint32_t ngate = 0;
+    for (size_t i = 0; i < set->nstrings; i++)
+        ngate += mark[i];
+    int rc = ngate < nnorm ? plan_db(rules, true, mark, p) : 0;
+    free(mark);
+    return rc;
 }
 
 /* Rewrites literal patterns of a mixed plan as \xHH expressions. Returns 0 or ENGINE_ENOMEM. */
@@ -291,8 +328,10 @@ static int collect_always(engine_rules *rules)
 }
 
 /* Which plan each database is compiled from: block and stream mode share one. */
-static const int plan_of[ENGINE__DB_COUNT] = {0, 1, 0};
-static const unsigned db_mode[ENGINE__DB_COUNT] = {HS_MODE_BLOCK, HS_MODE_BLOCK, HS_MODE_STREAM};
+#define NPLANS 3
+static const int plan_of[ENGINE__DB_COUNT] = {0, 1, 0, 2};
+static const unsigned db_mode[ENGINE__DB_COUNT] = {HS_MODE_BLOCK, HS_MODE_BLOCK, HS_MODE_STREAM,
+                                                   HS_MODE_BLOCK};
 
 /* The cache key: rule text hash, Hyperscan version, platform, and every database's plan. */
 static int cache_key(const engine_rules *rules, const plan *plans, uint8_t key[32])
@@ -310,7 +349,7 @@ static int cache_key(const engine_rules *rules, const plan *plans, uint8_t key[3
     EVP_DigestUpdate(sha, version, strlen(version) + 1);
     EVP_DigestUpdate(sha, &platform, sizeof(platform));
     EVP_DigestUpdate(sha, db_mode, sizeof(db_mode));
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < NPLANS; i++) {
         const plan *p = &plans[i];
         uint32_t head[2] = {p->n, p->all_literal};
         EVP_DigestUpdate(sha, head, sizeof(head));
@@ -337,9 +376,11 @@ int engine__rules_build(engine_rules *rules, const engine_compile_options *optio
                         engine_diag *diag)
 {
     int rc = collect_always(rules);
-    plan plans[2] = {0};
+    plan plans[NPLANS] = {0};
     for (int i = 0; i < 2 && rc == 0; i++)
-        rc = plan_db(rules, i == 1, &plans[i]);
+        rc = plan_db(rules, i == 1, NULL, &plans[i]);
+    if (rc == 0)
+        rc = plan_gate(rules, plans[1].n, &plans[2]);
     const char *dir = options ? options->cache_dir : NULL;
     int cached = 1;
     uint8_t key[32];
@@ -364,7 +405,7 @@ int engine__rules_build(engine_rules *rules, const engine_compile_options *optio
         else if (p->n)
             memcpy(rules->dbs[i].pats, p->pats, p->n * sizeof(engine__pattern));
     }
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < NPLANS; i++)
         plan_cleanup(&plans[i]);
     /* Best effort: a cache that cannot be written only makes the next start slower. */
     if (rc == 0 && cached != 0 && dir != NULL)

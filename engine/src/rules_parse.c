@@ -13,6 +13,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdalign.h>
@@ -1324,43 +1325,149 @@ static void mark_refs(const engine__ruleset *set, uint32_t node, bool *used, uin
 }
 
 /*
- * True when the subtree cannot be true unless one of the rule's strings has a hit (whatever the
- * object size), so the scanner may skip the rule when none of its strings was hit.
+ * Gates: a gate of a condition subtree is a set of the rule's strings such that the subtree
+ * cannot hold unless at least one of them has a hit, whatever the object size. A rule with a gate
+ * is hit_gated: the scanner may skip it when none of its strings was hit. The normalised view's
+ * prefilter (rules_compile.c) looks for a cheap gate of every normalized rule before it scans for
+ * all of their strings.
+ *
+ * A gate's cost is the sum of its strings' costs: a literal costs 1 / (its length + 3 for every
+ * byte outside [a-z0-9 -]), since long literals with punctuation are rare in scripts and cheap to
+ * look for; an expression costs 1. `$a and ...` takes the cheaper side's gate, `... or ...` needs
+ * both sides' gates, `k of (set)` any n - k + 1 members (the cheapest), `all of` its cheapest
+ * member; `false` has the empty gate. Everything else (`not`, `filesize`, `#a == 0`) has none.
  */
-static bool needs_hit(const engine__ruleset *set, uint32_t node)
+#define GATE_NONE HUGE_VAL
+
+static double string_cost(const engine__ruleset *set, uint32_t string)
+{
+    const engine__string *s = &set->strings[string];
+    if (s->kind != ENGINE__STR_TEXT && !s->literal)
+        return 1.0;
+    double score = 0;
+    for (size_t i = 0; i < s->text_len; i++) {
+        uint8_t c = (uint8_t)tolower(s->text[i]);
+        score += (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == ' ' || c == '-' ? 1 : 4;
+    }
+    return score > 0 ? 1.0 / score : 1.0;
+}
+
+/* For `#a > k` and the like: the string whose count must be positive, or -1. */
+static int64_t cmp_gate_string(const engine__ruleset *set, const engine__node *n)
+{
+    /* #a > k, #a >= k+1, #a == k+1 (k >= 0), and the mirrored forms. */
+    const engine__node *l = &set->nodes[n->a], *r = &set->nodes[n->b];
+    engine__cmp c = n->cmp;
+    if (l->op == ENGINE__OP_INT && r->op == ENGINE__OP_COUNT) {
+        const engine__node *t = l;
+        l = r;
+        r = t;
+        c = c == ENGINE__CMP_LT   ? ENGINE__CMP_GT
+            : c == ENGINE__CMP_LE ? ENGINE__CMP_GE
+            : c == ENGINE__CMP_GT ? ENGINE__CMP_LT
+            : c == ENGINE__CMP_GE ? ENGINE__CMP_LE
+                                  : c;
+    }
+    if (l->op != ENGINE__OP_COUNT || r->op != ENGINE__OP_INT)
+        return -1;
+    bool gated = (c == ENGINE__CMP_GT && r->value >= 0) || (c == ENGINE__CMP_GE && r->value >= 1) ||
+                 (c == ENGINE__CMP_EQ && r->value >= 1);
+    return gated ? (int64_t)l->a : -1;
+}
+
+/*
+ * How many members of an `of` node a gate needs (its n - k + 1 cheapest), 0 when the node can
+ * never hold, -1 when it holds with no hit at all.
+ */
+static int64_t of_gate_size(const engine__node *n)
+{
+    int64_t want = n->value < 0 ? (int64_t)n->nset : n->value;
+    if (want == 0)
+        return -1;
+    if (n->value < 0)
+        return n->nset > 0 ? 1 : 0; /* all of them: any one member */
+    int64_t m = (int64_t)n->nset - want + 1;
+    return m > 0 ? m : 0;
+}
+
+/* Whether member i of an `of` node is among its m cheapest (ties: the earlier member). */
+static bool of_member_chosen(const engine__ruleset *set, const engine__node *n, uint32_t i,
+                             int64_t m)
+{
+    if (m >= (int64_t)n->nset)
+        return true;
+    double ci = string_cost(set, n->set[i]);
+    int64_t rank = 0;
+    for (uint32_t j = 0; j < n->nset && rank < m; j++) {
+        double cj = string_cost(set, n->set[j]);
+        rank += cj < ci || (cj == ci && j < i);
+    }
+    return rank < m;
+}
+
+double engine__gate_cost(const engine__ruleset *set, uint32_t node)
 {
     const engine__node *n = &set->nodes[node];
     switch (n->op) {
     case ENGINE__OP_FALSE:
+        return 0;
     case ENGINE__OP_STRING:
-        return true;
-    case ENGINE__OP_OF:
-        return n->value != 0;
-    case ENGINE__OP_AND:
-        return needs_hit(set, n->a) || needs_hit(set, n->b);
-    case ENGINE__OP_OR:
-        return needs_hit(set, n->a) && needs_hit(set, n->b);
+        return string_cost(set, n->a);
     case ENGINE__OP_CMP: {
-        /* #a > k, #a >= k+1, #a == k+1 (k >= 0), and the mirrored forms. */
-        const engine__node *l = &set->nodes[n->a], *r = &set->nodes[n->b];
-        engine__cmp c = n->cmp;
-        if (l->op == ENGINE__OP_INT && r->op == ENGINE__OP_COUNT) {
-            const engine__node *t = l;
-            l = r;
-            r = t;
-            c = c == ENGINE__CMP_LT   ? ENGINE__CMP_GT
-                : c == ENGINE__CMP_LE ? ENGINE__CMP_GE
-                : c == ENGINE__CMP_GT ? ENGINE__CMP_LT
-                : c == ENGINE__CMP_GE ? ENGINE__CMP_LE
-                                      : c;
-        }
-        if (l->op != ENGINE__OP_COUNT || r->op != ENGINE__OP_INT)
-            return false;
-        return (c == ENGINE__CMP_GT && r->value >= 0) || (c == ENGINE__CMP_GE && r->value >= 1) ||
-               (c == ENGINE__CMP_EQ && r->value >= 1);
+        int64_t s = cmp_gate_string(set, n);
+        return s >= 0 ? string_cost(set, (uint32_t)s) : GATE_NONE;
     }
+    case ENGINE__OP_OF: {
+        int64_t m = of_gate_size(n);
+        if (m < 0)
+            return GATE_NONE;
+        double cost = 0;
+        for (uint32_t i = 0; i < n->nset && m > 0; i++)
+            if (of_member_chosen(set, n, i, m))
+                cost += string_cost(set, n->set[i]);
+        return cost;
+    }
+    case ENGINE__OP_AND: {
+        double a = engine__gate_cost(set, n->a), b = engine__gate_cost(set, n->b);
+        return a <= b ? a : b;
+    }
+    case ENGINE__OP_OR:
+        return engine__gate_cost(set, n->a) + engine__gate_cost(set, n->b);
     default:
-        return false;
+        return GATE_NONE;
+    }
+}
+
+void engine__gate_mark(const engine__ruleset *set, uint32_t node, bool *mark)
+{
+    const engine__node *n = &set->nodes[node];
+    switch (n->op) {
+    case ENGINE__OP_STRING:
+        mark[n->a] = true;
+        break;
+    case ENGINE__OP_CMP: {
+        int64_t s = cmp_gate_string(set, n);
+        if (s >= 0)
+            mark[s] = true;
+        break;
+    }
+    case ENGINE__OP_OF: {
+        int64_t m = of_gate_size(n);
+        for (uint32_t i = 0; i < n->nset && m > 0; i++)
+            if (of_member_chosen(set, n, i, m))
+                mark[n->set[i]] = true;
+        break;
+    }
+    case ENGINE__OP_AND:
+        engine__gate_mark(
+            set, engine__gate_cost(set, n->a) <= engine__gate_cost(set, n->b) ? n->a : n->b, mark);
+        break;
+    case ENGINE__OP_OR:
+        engine__gate_mark(set, n->a, mark);
+        engine__gate_mark(set, n->b, mark);
+        break;
+    default:
+        break;
     }
 }
 
@@ -1465,7 +1572,7 @@ static int parse_rule(parser *ps)
         }
         free(used);
     }
-    r->hit_gated = needs_hit(ps->set, r->root);
+    r->hit_gated = engine__gate_cost(ps->set, r->root) != GATE_NONE;
     const engine__node *root = &ps->set->nodes[r->root];
     r->any_hit = root->op == ENGINE__OP_STRING ||
                  (root->op == ENGINE__OP_OF && root->value == 1 && root->nset == r->nstrings);

@@ -631,6 +631,36 @@ static void scan_view(scan_ctx *c, int dbi, const uint8_t *data, size_t len, con
     reset_hits(s->hits, s->touched, s->ntouched);
 }
 
+static int gate_hit(unsigned int id, unsigned long long from, unsigned long long to,
+                    unsigned int flags, void *ctx)
+{
+    (void)id, (void)from, (void)to, (void)flags, (void)ctx;
+    return 1; /* one hit opens the gate: stop here */
+}
+
+/*
+ * Whether the normalised view needs its full scan: true when the rules have no gate database
+ * (rules_compile.c, plan_gate()) or a string of it occurs in the view (fullword or not: the full
+ * scan decides). False when no normalized rule can hold on the view, or on an error (in c->err).
+ */
+static bool norm_gate_open(scan_ctx *c, const uint8_t *data, size_t len)
+{
+    const hs_database_t *gate = c->rules->dbs[ENGINE__DB_NORM_GATE].db;
+    if (gate == NULL || len > (size_t)UINT_MAX / 2)
+        return true;
+    static const char empty[1] = {0};
+    hs_error_t rc =
+        hs_scan(gate, len ? (const char *)data : empty, (unsigned)len, 0, c->s->hs, gate_hit, NULL);
+    if (rc == HS_SCAN_TERMINATED)
+        return true;
+    if (rc != HS_SUCCESS) {
+        c->err = rc == HS_NOMEM ? ENGINE_ENOMEM : ENGINE_EHYPERSCAN;
+        return false;
+    }
+    c->res->bytes_scanned += len;
+    return false;
+}
+
 /* True once the request has its answer (a detection), failed, or ran out of time. */
 static bool stopped(const scan_ctx *c)
 {
@@ -968,7 +998,8 @@ static void scan_object(scan_ctx *c, const uint8_t *data, size_t len, const obje
             c->err = ENGINE_ENOMEM;
         } else {
             size_t nlen = engine__normalize(text, tlen, norm, tlen);
-            scan_view(c, ENGINE__DB_NORM, norm, nlen, o, ENGINE_VIEW_NORMALIZED);
+            if (norm_gate_open(c, norm, nlen))
+                scan_view(c, ENGINE__DB_NORM, norm, nlen, o, ENGINE_VIEW_NORMALIZED);
         }
         view_release(c->s, norm);
     }

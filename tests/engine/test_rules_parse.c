@@ -237,6 +237,47 @@ static void test_hit_gating(void **state)
     }
 }
 
+/* Which strings the gate of a rule's condition takes: the cheap ones, and no more than needed. */
+static void test_gate_choice(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *cond;
+        const char *gate; /* ids of the marked strings, in order */
+    } cases[] = {
+        {"$a and $b", "b"},          {"$a or $b", "ab"},
+        {"all of them", "b"},        {"any of them", "abcr"},
+        {"2 of ($a, $b, $c)", "bc"}, {"3 of ($a, $b, $c)", "b"},
+        {"#a > 2 and $c", "c"},      {"not $a and $c", "c"},
+        {"#b == 0 and $a", "a"},     {"any of ($a, $c) and $b", "b"},
+        {"$r and $a", "a"},          {"($a or $r) and ($b or $c)", "bc"},
+        {"$a and false", ""},        {"4 of ($a, $b, $c)", ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char text[512];
+        snprintf(text, sizeof(text),
+                 "rule g { strings: $a = \"abc\" $b = \"net.webclient\" $c = \"downloadstring\" "
+                 "$r = /ab+c/ condition: %s %s }",
+                 cases[i].cond,
+                 strstr(cases[i].cond, "them") ? "" : "and ($a or $b or $c or $r or true)");
+        engine__ruleset set = {0};
+        engine_diag diag;
+        int rc = engine__rules_parse_text(&set, text, "t.yar", &diag);
+        if (rc != 0)
+            fail_msg("%s: %s", text, diag.text);
+        assert_true(set.rules[0].hit_gated);
+        bool mark[4] = {false};
+        engine__gate_mark(&set, set.rules[0].root, mark);
+        char got[8] = "";
+        for (size_t j = 0; j < set.nstrings; j++)
+            if (mark[j])
+                strncat(got, set.strings[j].id, 1);
+        if (strcmp(got, cases[i].gate) != 0)
+            fail_msg("%s: gate [%s], expected [%s]", cases[i].cond, got, cases[i].gate);
+        engine__ruleset_cleanup(&set);
+    }
+}
+
 /* Writes text to dir/name. */
 static void write_file(const char *dir, const char *name, const char *text)
 {
@@ -311,6 +352,7 @@ int main(void)
         cmocka_unit_test(test_no_rules_is_an_error),
         cmocka_unit_test(test_meta_tags_and_flags),
         cmocka_unit_test(test_hit_gating),
+        cmocka_unit_test(test_gate_choice),
         cmocka_unit_test(test_includes_and_directories),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

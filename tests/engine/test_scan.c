@@ -18,6 +18,7 @@
 #include <zlib.h>
 
 #include "engine/engine.h"
+#include "rules.h"
 
 static engine_rules *compile(const char *text)
 {
@@ -250,6 +251,113 @@ static void test_normalized_only_when_asked(void **state)
     EXPECT(r, &cfg, "'D'+'OW'+'n'", "hex");
     EXPECT(r, &cfg, "net.web client", "");
     engine_rules_unref(r);
+}
+
+/* One obfuscated form of word: as written, in random case, with backticks, or as 'a'+'b'. */
+static size_t obfuscate(uint64_t *rng, const char *word, char *out)
+{
+    size_t n = strlen(word), w = 0;
+    *rng = *rng * 6364136223846793005ull + 1442695040888963407ull;
+    unsigned how = (unsigned)(*rng >> 33) % 4;
+    size_t cut = n > 2 ? 1 + (size_t)(*rng >> 40) % (n - 1) : n;
+    if (how == 3)
+        out[w++] = '\'';
+    for (size_t i = 0; i < n; i++) {
+        char ch = word[i];
+        if (how >= 1 && (*rng >> (i % 60)) & 1)
+            ch = (char)(ch >= 'a' && ch <= 'z' ? ch - 32 : ch);
+        if (how == 2 && i > 0 && (*rng >> ((i * 7) % 60)) & 1 && ch != 'n' && ch != 't' &&
+            ch != 'r' && ch != 'a' && ch != 'b' && ch != 'f' && ch != 'v' && ch != '0' &&
+            ch != 'e' && ch != 'u')
+            out[w++] = '`';
+        if (how == 3 && i == cut) {
+            memcpy(out + w, "'+'", 3);
+            w += 3;
+        }
+        out[w++] = ch;
+    }
+    if (how == 3)
+        out[w++] = '\'';
+    out[w] = '\0';
+    return w;
+}
+
+/*
+ * The normalised view's gate (rules_compile.c, plan_gate()) changes no verdict: the same rules
+ * with one more normalized rule that has no gate, so that no gate database is built, give the
+ * same answers on texts made of the rules' strings in obfuscated forms.
+ */
+static void test_normalized_gate_changes_nothing(void **state)
+{
+    (void)state;
+    static const char rules[] =
+        "rule cradle : normalized { strings: $a = \"net.webclient\" $b = \"downloadstring\" "
+        "$c = \"iex\" fullword condition: $a and $b and $c }\n"
+        "rule two : normalized { strings: $x = \"frombase64string\" $y = \"gzipstream\" "
+        "$z = \"readtoend\" condition: 2 of them }\n"
+        "rule count : normalized { strings: $p = \"[char]\" $q = \"-join\" "
+        "condition: #p > 2 and $q }\n"
+        "rule re : normalized { strings: $r = /set-item ?variable/ $s = \"amsiutils\" "
+        "condition: $r and $s }\n"
+        "rule either : normalized { strings: $m = \"virtualalloc\" $n = \"createthread\" "
+        "condition: $m or $n }\n";
+    static const char ungated[] =
+        "rule ungated : normalized { strings: $u = \"zz\" condition: filesize == 0 and not $u }\n";
+    static const char *const words[] = {"net.webclient",
+                                        "downloadstring",
+                                        "iex",
+                                        "frombase64string",
+                                        "gzipstream",
+                                        "readtoend",
+                                        "[char]",
+                                        "-join",
+                                        "set-item variable",
+                                        "setitemvariable",
+                                        "amsiutils",
+                                        "virtualalloc",
+                                        "createthread",
+                                        "write-host",
+                                        "get-item",
+                                        "$x =",
+                                        "(",
+                                        ")",
+                                        ";",
+                                        "\n"};
+    char both[sizeof(rules) + sizeof(ungated)];
+    snprintf(both, sizeof(both), "%s%s", rules, ungated);
+    engine_rules *gated = compile(rules), *plain = compile(both);
+    /* The rules take a gate database, smaller than their normalised one; one ungated rule more
+     * and there is none. */
+    assert_non_null(gated->dbs[ENGINE__DB_NORM_GATE].db);
+    assert_true(gated->dbs[ENGINE__DB_NORM_GATE].npats < gated->dbs[ENGINE__DB_NORM].npats);
+    assert_null(plain->dbs[ENGINE__DB_NORM_GATE].db);
+    engine_config cfg;
+    engine_config_init(&cfg);
+    uint64_t rng = 42;
+    unsigned detected = 0;
+    for (unsigned t = 0; t < 2000; t++) {
+        char text[2048];
+        size_t w = 0;
+        unsigned nwords = 1 + t % 9;
+        for (unsigned k = 0; k < nwords; k++) {
+            rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+            const char *word = words[(rng >> 35) % (sizeof(words) / sizeof(words[0]))];
+            w += obfuscate(&rng, word, text + w);
+            text[w++] = (rng >> 20) & 1 ? ' ' : '\t';
+        }
+        char *a = scan_names(gated, &cfg, text, w, 0, NULL);
+        char *b = scan_names(plain, &cfg, text, w, 0, NULL);
+        if (strcmp(a, b) != 0)
+            fail_msg("'%.*s': with the gate [%s], without [%s]", (int)w, text, a, b);
+        detected += a[0] != '\0';
+        free(a);
+        free(b);
+    }
+    /* The texts reach every kind of answer, not only clean ones. */
+    assert_true(detected > 200);
+    assert_true(detected < 1900);
+    engine_rules_unref(gated);
+    engine_rules_unref(plain);
 }
 
 /* Raw deflate (.NET DeflateStream), zlib or gzip of data, by windowBits. */
@@ -724,6 +832,7 @@ int main(void)
         cmocka_unit_test(test_counts_saturate_not_wrap),
         cmocka_unit_test(test_utf16_view),
         cmocka_unit_test(test_normalized_only_when_asked),
+        cmocka_unit_test(test_normalized_gate_changes_nothing),
         cmocka_unit_test(test_decoded_children),
         cmocka_unit_test(test_scratch_buffers_between_scans),
         cmocka_unit_test(test_nesting_past_kept_buffers),
