@@ -1390,11 +1390,15 @@ static int64_t of_gate_size(const engine__node *n)
     return m > 0 ? m : 0;
 }
 
-/* Whether member i of an `of` node is among its m cheapest (ties: the earlier member). */
+/*
+ * Whether member i of an `of` node is among its m cheapest (ties: the earlier member). Ranking is
+ * quadratic, so a set of more than GATE_RANK_MAX members is taken whole (still a gate).
+ */
+#define GATE_RANK_MAX 64
 static bool of_member_chosen(const engine__ruleset *set, const engine__node *n, uint32_t i,
                              int64_t m)
 {
-    if (m >= (int64_t)n->nset)
+    if (m >= (int64_t)n->nset || n->nset > GATE_RANK_MAX)
         return true;
     double ci = string_cost(set, n->set[i]);
     int64_t rank = 0;

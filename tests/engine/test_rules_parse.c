@@ -276,6 +276,20 @@ static void test_gate_choice(void **state)
             fail_msg("%s: gate [%s], expected [%s]", cases[i].cond, got, cases[i].gate);
         engine__ruleset_cleanup(&set);
     }
+    /* `k of` a set too large to rank: every member (a gate still, only not the smallest). */
+    char text[4096];
+    size_t w = (size_t)snprintf(text, sizeof(text), "rule big { strings: ");
+    for (int i = 0; i < 70; i++)
+        w += (size_t)snprintf(text + w, sizeof(text) - w, "$s%d = \"word%d\" ", i, i);
+    snprintf(text + w, sizeof(text) - w, "condition: 2 of them }");
+    engine__ruleset set = {0};
+    engine_diag diag;
+    assert_int_equal(engine__rules_parse_text(&set, text, "t.yar", &diag), 0);
+    bool mark[70] = {false};
+    engine__gate_mark(&set, set.rules[0].root, mark);
+    for (int i = 0; i < 70; i++)
+        assert_true(mark[i]);
+    engine__ruleset_cleanup(&set);
 }
 
 /* Writes text to dir/name. */
