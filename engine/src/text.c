@@ -936,12 +936,24 @@ static bool text_looks_textual(const uint8_t *in, size_t n)
     return printable * 8 >= m * 7;
 }
 
+/* count bits of in from bit pos on, least significant first (deflate's order). */
+static unsigned text_bits(const uint8_t *in, size_t pos, unsigned count)
+{
+    unsigned v = 0;
+    for (unsigned k = 0; k < count; k++, pos++)
+        v |= (unsigned)(in[pos >> 3] >> (pos & 7) & 1u) << k;
+    return v;
+}
+
 /*
- * True when in[0..n) cannot begin a raw deflate stream, for reasons inflate would report before
- * producing a byte: a first block of the reserved type 3, or a stored block whose length and its
- * one's complement disagree. Spares zlib's allocations for half of all random blobs. Can't fail.
+ * True when in[0..n) cannot begin a raw deflate stream, for reasons inflate reports before
+ * producing a byte: a first block of the reserved type 3; a stored block whose length and its
+ * one's complement disagree; a dynamic block with more than 286 literal/length or 30 distance
+ * codes, or whose code length code is not a complete prefix code (zlib's "invalid code lengths
+ * set"; with no code at all it fails a step later, still before any output). Spares zlib's
+ * allocations for three random blobs in four. Can't fail.
  */
-static bool text_deflate_impossible(const uint8_t *in, size_t n)
+bool engine__deflate_impossible(const uint8_t *in, size_t n)
 {
     unsigned type = (in[0] >> 1) & 3u;
 
@@ -949,7 +961,23 @@ static bool text_deflate_impossible(const uint8_t *in, size_t n)
         return true;
     if (type == 0 && n >= 5)
         return (unsigned)(in[1] | in[2] << 8) != (~(unsigned)(in[3] | in[4] << 8) & 0xFFFFu);
-    return false;
+    if (type != 2 || n < 3)
+        return false;
+    if (text_bits(in, 3, 5) + 257 > 286 || text_bits(in, 8, 5) + 1 > 30)
+        return true;
+    unsigned ncodes = text_bits(in, 13, 4) + 4;
+    if (17 + 3 * ncodes > 8 * n)
+        return false; /* cut short: zlib waits for more input, the judge decides */
+    unsigned count[8] = {0};
+    for (unsigned i = 0; i < ncodes; i++)
+        count[text_bits(in, 17 + 3 * i, 3)]++;
+    int left = 1;
+    for (unsigned len = 1; len < 8; len++) {
+        left = 2 * left - (int)count[len];
+        if (left < 0)
+            return true; /* over-subscribed */
+    }
+    return left > 0; /* incomplete, or no code at all */
 }
 
 int engine__decompress(const uint8_t *in, size_t n, size_t max_out, uint8_t **out, size_t *out_len,
@@ -996,13 +1024,13 @@ int engine__decompress(const uint8_t *in, size_t n, size_t max_out, uint8_t **ou
         if (text_judge(stop, o.len, false, all_in) == -1) {
             kind = ENGINE__CODEC_DEFLATE;
             o.len = 0;
-            stop = text_deflate_impossible(in, n) ? TEXT_STOP_ERROR
-                                                  : text_inflate(in, n, -15, &o, &all_in);
+            stop = engine__deflate_impossible(in, n) ? TEXT_STOP_ERROR
+                                                     : text_inflate(in, n, -15, &o, &all_in);
         }
     } else {
         kind = ENGINE__CODEC_DEFLATE;
-        stop = text_deflate_impossible(in, n) ? TEXT_STOP_ERROR
-                                              : text_inflate(in, n, -15, &o, &all_in);
+        stop = engine__deflate_impossible(in, n) ? TEXT_STOP_ERROR
+                                                 : text_inflate(in, n, -15, &o, &all_in);
     }
 
     rc = text_judge(stop, o.len, kind == ENGINE__CODEC_DEFLATE, all_in);

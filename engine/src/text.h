@@ -112,4 +112,10 @@ const char *engine__codec_name(engine__codec codec);
 int engine__decompress(const uint8_t *in, size_t n, size_t max_out, uint8_t **out, size_t *out_len,
                        engine__codec *codec, bool *truncated);
 
+/*
+ * True when in[0..n) (n >= 1) cannot begin a raw deflate stream for a reason zlib reports before
+ * it produces a byte (see text.c), so engine__decompress() need not call zlib. Can't fail.
+ */
+bool engine__deflate_impossible(const uint8_t *in, size_t n);
+
 #endif

@@ -1621,6 +1621,64 @@ static void robust_decompress(rng *r, const uint8_t *p, size_t n)
     }
 }
 
+/*
+ * engine__deflate_impossible() refuses only what zlib refuses before producing a byte (checked on
+ * random blobs, about three in four of which it refuses), and never a real deflate stream.
+ */
+static void test_deflate_impossible_is_exact(void **state)
+{
+    (void)state;
+    rng r = {7};
+    unsigned refused = 0, tried = 200000;
+    for (unsigned t = 0; t < tried; t++) {
+        uint8_t in[48], out[4096];
+        size_t n = t % 8 ? 10 + t % (sizeof(in) - 9) : 1 + t % 9; /* mostly 10 bytes and up */
+        for (size_t i = 0; i < n; i++)
+            in[i] = (uint8_t)rng_next(&r);
+        if (!engine__deflate_impossible(in, n))
+            continue;
+        refused++;
+        z_stream z;
+        memset(&z, 0, sizeof(z));
+        assert_int_equal(inflateInit2(&z, -15), Z_OK);
+        z.next_in = in;
+        z.avail_in = (uInt)n;
+        z.next_out = out;
+        z.avail_out = sizeof(out);
+        int rc = inflate(&z, Z_NO_FLUSH);
+        if (z.total_out != 0 || (rc != Z_DATA_ERROR && rc != Z_BUF_ERROR && rc != Z_OK))
+            fail_msg("blob %u (%zu bytes): refused, but zlib gave %d with %lu bytes", t, n, rc,
+                     z.total_out);
+        inflateEnd(&z);
+    }
+    assert_true(refused > tried / 10 * 7);
+    /* Real streams, every level and strategy, text and binary: never refused. */
+    static const int strategies[] = {Z_DEFAULT_STRATEGY, Z_FILTERED, Z_HUFFMAN_ONLY, Z_RLE,
+                                     Z_FIXED};
+    static uint8_t src[20000], dst[40000];
+    for (size_t kind = 0; kind < 2; kind++) {
+        for (size_t i = 0; i < sizeof(src); i++)
+            src[i] = kind ? (uint8_t)rng_next(&r) : (uint8_t) "if ($a -eq 1) { iex $b }\n"[i % 26];
+        for (int level = 0; level <= 9; level++)
+            for (size_t st = 0; st < sizeof(strategies) / sizeof(strategies[0]); st++)
+                for (size_t len = 1; len <= sizeof(src); len *= 7) {
+                    z_stream z;
+                    memset(&z, 0, sizeof(z));
+                    assert_int_equal(deflateInit2(&z, level, Z_DEFLATED, -15, 8, strategies[st]),
+                                     Z_OK);
+                    z.next_in = src;
+                    z.avail_in = (uInt)len;
+                    z.next_out = dst;
+                    z.avail_out = sizeof(dst);
+                    assert_int_equal(deflate(&z, Z_FINISH), Z_STREAM_END);
+                    if (engine__deflate_impossible(dst, z.total_out))
+                        fail_msg("level %d strategy %d, %zu bytes: a real stream refused", level,
+                                 strategies[st], len);
+                    deflateEnd(&z);
+                }
+    }
+}
+
 static void test_robustness(void **state)
 {
     rng r = {0x5EED0004};
@@ -1698,6 +1756,7 @@ int main(void)
         cmocka_unit_test(test_decompress_broken),
         cmocka_unit_test(test_decompress_bad_checksum),
         cmocka_unit_test(test_decompress_bad_args),
+        cmocka_unit_test(test_deflate_impossible_is_exact),
         cmocka_unit_test(test_robustness),
     };
 
