@@ -945,13 +945,75 @@ static unsigned text_bits(const uint8_t *in, size_t pos, unsigned count)
     return v;
 }
 
+/* A Huffman code of count bits from bit *pos on: deflate packs those most significant first. */
+static unsigned text_code(const uint8_t *in, size_t *pos, unsigned count)
+{
+    unsigned v = 0;
+    for (unsigned k = 0; k < count; k++, (*pos)++)
+        v = v << 1 | (in[*pos >> 3] >> (*pos & 7) & 1u);
+    return v;
+}
+
 /*
- * True when in[0..n) cannot begin a raw deflate stream, for reasons inflate reports before
- * producing a byte: a first block of the reserved type 3; a stored block whose length and its
- * one's complement disagree; a dynamic block with more than 286 literal/length or 30 distance
- * codes, or whose code length code is not a complete prefix code (zlib's "invalid code lengths
- * set"; with no code at all it fails a step later, still before any output). Spares zlib's
- * allocations for three random blobs in four. Can't fail.
+ * Whether a first block of fixed Huffman codes is sure to fail before more than TEXT_MIN_OUT
+ * bytes came out: it is decoded up to its first back-reference, which fails when it names a
+ * distance code 30 or 31 or reaches before the start (zlib's "invalid distance too far back"),
+ * as do the literal/length codes 286 and 287. Undecided (false): the input ends first, the block
+ * ends, more than TEXT_MIN_OUT literals, or a valid back-reference.
+ */
+static bool text_fixed_fails(const uint8_t *in, size_t n)
+{
+    static const uint16_t dist_base[30] = {
+        1,   2,   3,   4,   5,   7,    9,    13,   17,   25,   33,   49,   65,    97,    129,
+        193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577};
+    size_t pos = 3, end = 8 * n;
+    unsigned out = 0;
+    for (;;) {
+        if (pos + 9 > end)
+            return false;
+        unsigned code = text_code(in, &pos, 7), sym;
+        if (code <= 23) {
+            sym = 256 + code;
+        } else {
+            code = code << 1 | text_code(in, &pos, 1);
+            if (code >= 48 && code <= 191)
+                sym = code - 48;
+            else if (code >= 192 && code <= 199)
+                sym = 280 + code - 192;
+            else
+                sym = 144 + (code << 1 | text_code(in, &pos, 1)) - 400;
+        }
+        if (sym < 256) {
+            if (++out > TEXT_MIN_OUT)
+                return false;
+            continue;
+        }
+        if (sym == 256)
+            return false;
+        if (sym > 285)
+            return true;
+        unsigned lextra = sym < 265 || sym == 285 ? 0 : (sym - 261) / 4;
+        if (pos + lextra + 5 > end)
+            return false;
+        pos += lextra;
+        unsigned d = text_code(in, &pos, 5);
+        if (d > 29)
+            return true;
+        unsigned dextra = d < 4 ? 0 : (d - 2) / 2;
+        if (pos + dextra > end)
+            return false;
+        return dist_base[d] + text_bits(in, pos, dextra) > out;
+    }
+}
+
+/*
+ * True when a raw inflate of in[0..n) is sure to end in an error before it has produced more
+ * than TEXT_MIN_OUT bytes, which engine__decompress() rejects whatever max_out is: a first block
+ * of the reserved type 3; a stored block whose length and its one's complement disagree; a
+ * dynamic block with more than 286 literal/length or 30 distance codes, or whose code length code
+ * is not a complete prefix code (zlib's "invalid code lengths set"; with no code at all it fails
+ * a step later, still before any output); a fixed block as text_fixed_fails() finds. Spares
+ * zlib's allocations for nineteen random blobs in twenty. Can't fail.
  */
 bool engine__deflate_impossible(const uint8_t *in, size_t n)
 {
@@ -961,6 +1023,8 @@ bool engine__deflate_impossible(const uint8_t *in, size_t n)
         return true;
     if (type == 0 && n >= 5)
         return (unsigned)(in[1] | in[2] << 8) != (~(unsigned)(in[3] | in[4] << 8) & 0xFFFFu);
+    if (type == 1)
+        return text_fixed_fails(in, n);
     if (type != 2 || n < 3)
         return false;
     if (text_bits(in, 3, 5) + 257 > 286 || text_bits(in, 8, 5) + 1 > 30)

@@ -113,8 +113,8 @@ int engine__decompress(const uint8_t *in, size_t n, size_t max_out, uint8_t **ou
                        engine__codec *codec, bool *truncated);
 
 /*
- * True when in[0..n) (n >= 1) cannot begin a raw deflate stream for a reason zlib reports before
- * it produces a byte (see text.c), so engine__decompress() need not call zlib. Can't fail.
+ * True when a raw inflate of in[0..n) (n >= 1) is sure to end in an error before it has produced
+ * 17 bytes (see text.c), so engine__decompress() need not call zlib. Can't fail.
  */
 bool engine__deflate_impossible(const uint8_t *in, size_t n);
 

@@ -1622,8 +1622,8 @@ static void robust_decompress(rng *r, const uint8_t *p, size_t n)
 }
 
 /*
- * engine__deflate_impossible() refuses only what zlib refuses before producing a byte (checked on
- * random blobs, about three in four of which it refuses), and never a real deflate stream.
+ * engine__deflate_impossible() refuses only what zlib fails on before 17 bytes of output (checked
+ * on random blobs, about nine in ten of which it refuses here), and never a real deflate stream.
  */
 static void test_deflate_impossible_is_exact(void **state)
 {
@@ -1646,12 +1646,16 @@ static void test_deflate_impossible_is_exact(void **state)
         z.next_out = out;
         z.avail_out = sizeof(out);
         int rc = inflate(&z, Z_NO_FLUSH);
-        if (z.total_out != 0 || (rc != Z_DATA_ERROR && rc != Z_BUF_ERROR && rc != Z_OK))
+        /* An error before 17 bytes (engine__decompress()'s least output bound is 17), or no
+         * output at all when the input ran out. */
+        bool fails = (rc == Z_DATA_ERROR && z.total_out <= 16) ||
+                     (z.total_out == 0 && (rc == Z_BUF_ERROR || rc == Z_OK));
+        if (!fails)
             fail_msg("blob %u (%zu bytes): refused, but zlib gave %d with %lu bytes", t, n, rc,
                      z.total_out);
         inflateEnd(&z);
     }
-    assert_true(refused > tried / 10 * 7);
+    assert_true(refused > tried / 100 * 85);
     /* Real streams, every level and strategy, text and binary: never refused. */
     static const int strategies[] = {Z_DEFAULT_STRATEGY, Z_FILTERED, Z_HUFFMAN_ONLY, Z_RLE,
                                      Z_FIXED};
