@@ -64,6 +64,12 @@ struct engine_scratch {
     unsigned view_used;
 };
 
+/* A Hyperscan error as the engine's. */
+static int hs_failure(hs_error_t rc)
+{
+    return rc == HS_NOMEM ? ENGINE_ENOMEM : ENGINE_EHYPERSCAN;
+}
+
 /* Makes the scratch fit `rules`: arrays and Hyperscan scratch. Returns 0 or a negative code. */
 static int scratch_prepare(engine_scratch *s, const engine_rules *rules)
 {
@@ -108,7 +114,7 @@ static int scratch_prepare(engine_scratch *s, const engine_rules *rules)
             continue;
         hs_error_t rc = hs_alloc_scratch(db, &s->hs);
         if (rc != HS_SUCCESS)
-            return rc == HS_NOMEM ? ENGINE_ENOMEM : ENGINE_EHYPERSCAN;
+            return hs_failure(rc);
         s->prepared[i] = db;
     }
     return 0;
@@ -595,6 +601,14 @@ static void reset_hits(uint32_t *hits, const uint32_t *touched, size_t ntouched)
 static int stream_scan_whole(scan_ctx *c, const uint8_t *data, size_t len, const object *o,
                              engine_view view);
 
+/* hs_scan() of data[0..len), len < 4 GiB, an empty block included (Hyperscan wants a pointer). */
+static hs_error_t block_scan(const hs_database_t *db, const uint8_t *data, size_t len,
+                             hs_scratch_t *hs, match_event_handler cb, void *ctx)
+{
+    static const char empty[1] = {0};
+    return hs_scan(db, len ? (const char *)data : empty, (unsigned)len, 0, hs, cb, ctx);
+}
+
 /* Scans one view of an object with database dbi and evaluates the rules. */
 static void scan_view(scan_ctx *c, int dbi, const uint8_t *data, size_t len, const object *o,
                       engine_view view)
@@ -617,12 +631,10 @@ static void scan_view(scan_ctx *c, int dbi, const uint8_t *data, size_t len, con
                        .hits = s->hits,
                        .touched = s->touched,
                        .ntouched = &s->ntouched};
-        static const char empty[1] = {0};
-        hs_error_t rc = hs_scan(db->db, len ? (const char *)data : empty, (unsigned)len, 0, s->hs,
-                                on_match, &m);
+        hs_error_t rc = block_scan(db->db, data, len, s->hs, on_match, &m);
         if (rc != HS_SUCCESS) {
             reset_hits(s->hits, s->touched, s->ntouched);
-            c->err = rc == HS_NOMEM ? ENGINE_ENOMEM : ENGINE_EHYPERSCAN;
+            c->err = hs_failure(rc);
             return;
         }
         c->res->bytes_scanned += len;
@@ -648,13 +660,11 @@ static bool norm_gate_open(scan_ctx *c, const uint8_t *data, size_t len)
     const hs_database_t *gate = c->rules->dbs[ENGINE__DB_NORM_GATE].db;
     if (gate == NULL || len > (size_t)UINT_MAX / 2)
         return true;
-    static const char empty[1] = {0};
-    hs_error_t rc =
-        hs_scan(gate, len ? (const char *)data : empty, (unsigned)len, 0, c->s->hs, gate_hit, NULL);
+    hs_error_t rc = block_scan(gate, data, len, c->s->hs, gate_hit, NULL);
     if (rc == HS_SCAN_TERMINATED)
         return true;
     if (rc != HS_SUCCESS) {
-        c->err = rc == HS_NOMEM ? ENGINE_ENOMEM : ENGINE_EHYPERSCAN;
+        c->err = hs_failure(rc);
         return false;
     }
     c->res->bytes_scanned += len;
@@ -1096,7 +1106,7 @@ int engine_stream_open(const engine_rules *rules, const char *name, engine_strea
     if (rc == 0 && db != NULL) {
         hs_error_t hrc = hs_open_stream(db, 0, &st->hs);
         if (hrc != HS_SUCCESS)
-            rc = hrc == HS_NOMEM ? ENGINE_ENOMEM : ENGINE_EHYPERSCAN;
+            rc = hs_failure(hrc);
     }
     st->rules = engine_rules_ref((engine_rules *)rules);
     if (rc != 0) {
@@ -1184,7 +1194,7 @@ static int stream_feed(engine_stream *st, engine_scratch *scratch, const uint8_t
             if (m.oom)
                 return ENGINE_ENOMEM;
             if (rc != HS_SUCCESS)
-                return rc == HS_NOMEM ? ENGINE_ENOMEM : ENGINE_EHYPERSCAN;
+                return hs_failure(rc);
         }
         remember(st, data, piece);
         st->total += piece;
